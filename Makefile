@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast notebooks-test exercises bench results reproduce ui-test clean
+.PHONY: setup demo test test-fast notebooks-test exercises bench results results-gpu reproduce ui-test clean
 
 setup: $(VENV)/.installed
 
@@ -40,9 +40,13 @@ exercises: setup
 bench: setup
 	$(BIN)/python bench/run_all.py
 
-## The reports' comparisons (compact CPU protocol) on the real data: docs/RESULTS.md
+## The reports' comparisons on the real data, one budget and three seeds: docs/RESULTS.md (bench/results.py)
 results: setup
-	$(BIN)/python -m bench.results --protocol compact-cpu --data-dir $${MTKIT_DATA:-../shared/data}
+	$(BIN)/python -m bench.results --protocol compact-cpu --data-dir $${MTKIT_DATA:-../shared/data} --doc docs/RESULTS.md
+
+## The same on a GPU with the complete training sets
+results-gpu: setup
+	$(BIN)/python -m bench.results --protocol full-gpu --device cuda --data-dir $${MTKIT_DATA:-../shared/data} --doc docs/RESULTS.md
 
 ## All notebooks with full parameters on the real data (GPU)
 reproduce: setup

@@ -1,0 +1,479 @@
+"""The reports' comparisons on the real data, with one budget for every configuration and several seeds.
+
+    python -m bench.results --protocol compact-cpu --data-dir ../shared/data        # make results
+    python -m bench.results --protocol full-gpu --data-dir DIR --device cuda         # a GPU
+    python -m bench.results --protocol compact-cpu --configs pcgrad,summed --seeds 3 # a subset
+
+Every configuration starts from the same encoder (the default, all-MiniLM-L6-v2, unless ``--encoder``), sees
+the same number of training examples per task (the protocol's ``task_batches`` batches of ``batch_size``,
+whatever the task schedule: a step of the ``equal`` schedule holds one batch of every task, a step of the
+sequential and round-robin schedules one batch of one task), is evaluated on the full dev sets at the same
+points, and runs with the same seeds (the first ``seeds`` of the protocol; the PCGrad comparison, configurations
+``summed`` and ``pcgrad``, always with at least three). The configurations (issue 8):
+
+1. ``zero-shot`` and ``linear-probe`` baselines of the frozen encoder (``mtkit.baselines``), and ``frozen``:
+   the heads of 3 trained on a frozen encoder (``fine_tune_mode: last-linear-layer``);
+2. ``report-a``: sequential tasks, ``[u; v; |u-v|]`` + BCE for paraphrase, ``[u; v]`` regression + MSE for STS,
+   a model kept only when all three dev metrics improve;
+3. ``summed``: one batch of every task per step, losses summed, Sentence-BERT heads for both pair tasks
+   (``[u; v; |u-v|]`` + BCE for paraphrase, cosine + CosineSimilarityLoss for STS);
+4. ``pcgrad``: 3 with PCGrad;
+5. ``llrd``: 3 with layer-wise lr decay 0.95;
+6. ``cross-encoder``: 3 with cross-encoder heads for both pair tasks;
+7. ``main-aux``: main (sentiment) + auxiliary weighting, lambda 0.3, with surgery (report C);
+8. ``best``: the best combination found (see ``CONFIGS``).
+
+Each run is written to ``<out>/<protocol>/<config>/seed<seed>/`` (checkpoints, history, telemetry) with its
+``result.json``; a run whose ``result.json`` exists is not run again, so a killed protocol continues where it
+stopped (``--fresh`` starts over). The table goes to ``<out>/<protocol>/results.{json,md}`` and, with
+``--doc``, into that file between markers, with the exact command, the commit, the machine and the wall time of
+every run. Nothing in the table is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+TASKS = ("sst", "para", "sts")
+METRIC_NAMES = {"sst": "SST acc", "para": "Quora acc", "sts": "STS Pearson"}
+TARGETS = {"compact-cpu": {"sst": 0.46, "para": 0.82, "sts": 0.86},
+           "full-gpu": {"sst": 0.50, "para": 0.87, "sts": 0.88}}
+ISSUE_BASELINES = {"sst": 0.410, "para": 0.776, "sts": 0.838}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One budget for every configuration: examples seen per task, evaluation points, seeds."""
+    name: str
+    task_batches: int  # training batches per run, counted over all tasks (so task_batches / 3 per task)
+    batch_size: int
+    max_length: int
+    train_limit: int | None  # seeded random subset of each training set (None: all)
+    dev_limit: int | None  # None: the full dev sets
+    evals: int  # dev evaluations per run, evenly spaced (the last at the end of the budget)
+    seeds: tuple[int, ...]
+    lr: float  # encoder lr of every configuration except where one says otherwise
+    head_lr: float
+    telemetry_every: int  # gradient-conflict telemetry of the surgery comparison, in optimizer steps
+    probe_train_limit: int | None  # training examples of the linear-probe baselines
+    description: str
+
+
+PROTOCOLS = {
+    "compact-cpu": Protocol(
+        name="compact-cpu", task_batches=750, batch_size=32, max_length=64, train_limit=4000, dev_limit=None,
+        evals=3, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=10, probe_train_limit=4000,
+        description="a 2-core CPU, a few minutes per run: 250 batches of 32 per task from a 4,000-example subset of "
+                    "each training set (two passes), max length 64, full dev sets"),
+    "full-gpu": Protocol(
+        name="full-gpu", task_batches=9000, batch_size=32, max_length=128, train_limit=None, dev_limit=None,
+        evals=6, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=50, probe_train_limit=None,
+        description="one GPU: 3,000 batches of 32 per task from the complete training sets (about 11 passes over "
+                    "SST, 6 over Quora, 16 over STS), max length 128, full dev sets"),
+    "smoke": Protocol(
+        name="smoke", task_batches=12, batch_size=8, max_length=32, train_limit=64, dev_limit=48, evals=2,
+        seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=1, probe_train_limit=64,
+        description="a seconds-long check that the protocol runs end to end (tests); its numbers mean nothing"),
+}
+
+SBERT_PAIRS = {"para": {"head": "bi_encoder", "head_options": {"features": ["u", "v", "|u-v|"]},
+                        "loss": "bce_with_logits"},
+               "sts": {"head": "cosine", "loss": "cosine_similarity"}}
+CROSS_PAIRS = {"para": {"layout": "cross", "pooling": "cls", "head": "cross_encoder", "loss": "bce_with_logits"},
+               "sts": {"layout": "cross", "pooling": "cls", "head": "cross_encoder", "loss": "mse"}}
+
+
+@dataclass(frozen=True)
+class Configuration:
+    name: str
+    title: str
+    overrides: dict  # TrainConfig fields
+    min_seeds: int = 1  # run with at least this many of the protocol's seeds
+    lr: float | None = None  # None: the protocol's
+
+
+CONFIGS = {c.name: c for c in [
+    Configuration("frozen", "1. frozen encoder, heads of 3 (last-linear-layer)",
+                  {"schedule": "equal", "tasks": {"sst": {}, **SBERT_PAIRS}, "fine_tune_mode": "last-linear-layer"}),
+    Configuration("report-a", "2. report A: sequential, [u;v;|u-v|] BCE, [u;v] MSE, all-improve",
+                  {"schedule": "sequential", "schedule_options": {"order": ["sst", "para", "sts"]},
+                   "selection": "all-improve",
+                   "tasks": {"sst": {}, "para": SBERT_PAIRS["para"],
+                             "sts": {"head": "bi_encoder", "head_options": {"features": ["u", "v"]}, "loss": "mse"}}}),
+    Configuration("summed", "3. every task each step, summed loss, SBERT pair heads",
+                  {"schedule": "equal", "tasks": {"sst": {}, **SBERT_PAIRS}}, min_seeds=3),
+    Configuration("pcgrad", "4. 3 + PCGrad", {"schedule": "equal", "tasks": {"sst": {}, **SBERT_PAIRS},
+                                               "surgery": "pcgrad"}, min_seeds=3),
+    Configuration("llrd", "5. 3 + layer-wise lr decay 0.95",
+                  {"schedule": "equal", "tasks": {"sst": {}, **SBERT_PAIRS}, "llrd_decay": 0.95}),
+    Configuration("cross-encoder", "6. 3 with cross-encoder pair heads",
+                  {"schedule": "equal", "tasks": {"sst": {}, **CROSS_PAIRS}}),
+    Configuration("main-aux", "7. main (SST) + auxiliary (lambda 0.3) with surgery",
+                  {"schedule": "equal", "tasks": {"sst": {}, **SBERT_PAIRS}, "surgery": "main_aux",
+                   "surgery_options": {"main_task": "sst", "aux_weight": 0.3}}),
+    # 8: a cross-encoder for paraphrase (one joined pass sees word-level overlap, which Quora rewards), the cosine
+    # bi-encoder for STS (keeps the pretrained geometry, zero-shot 0.838 to start from), summed loss, a higher
+    # encoder lr for the small budget.
+    Configuration("best", "8. best found: cross-encoder para, cosine STS, summed, lr 1e-4",
+                  {"schedule": "equal", "tasks": {"sst": {}, "para": CROSS_PAIRS["para"], "sts": SBERT_PAIRS["sts"]}},
+                  lr=1e-4),
+]}
+BASELINE_ROWS = ("zero-shot", "linear-probe")
+
+
+# ------------------------------------------------------------------------------------------------ one run
+def steps_for(config: Configuration, protocol: Protocol) -> tuple[int, int]:
+    """(optimizer steps, steps between evaluations) that give the protocol's budget in task batches."""
+    per_step = len(TASKS) if config.overrides.get("schedule") == "equal" else 1
+    steps = max(1, round(protocol.task_batches / per_step))
+    return steps, max(1, math.ceil(steps / protocol.evals))
+
+
+def train_config(config: Configuration, protocol: Protocol, seed: int, data_dir: str, out: Path, device: str,
+                 encoder: str | None):
+    from mtkit.train_config import TrainConfig
+    steps, eval_every = steps_for(config, protocol)
+    surgery = config.overrides.get("surgery", "none")
+    telemetry = protocol.telemetry_every if config.name in ("summed", "pcgrad") or surgery != "none" else 0
+    values = dict(encoder=encoder, data_dir=data_dir, max_length=protocol.max_length, batch_size=protocol.batch_size,
+                  eval_batch_size=128, train_limit=protocol.train_limit, dev_limit=protocol.dev_limit,
+                  lr=config.lr or protocol.lr, head_lr=protocol.head_lr, scheduler="linear", warmup_ratio=0.1,
+                  dropout=0.1, epochs=1000, max_steps=steps, eval_every=eval_every, seed=seed, device=device,
+                  output_dir=str(out), write_predictions=False, telemetry_every=telemetry, progress=False)
+    values.update(config.overrides)
+    return TrainConfig(**values)
+
+
+def run_one(config: Configuration, protocol: Protocol, seed: int, data_dir: str, out: Path, device: str,
+            encoder: str | None) -> dict:
+    """Train one configuration with one seed; its result (also written to ``out/result.json``)."""
+    from mtkit.trainer import Trainer
+    tc = train_config(config, protocol, seed, data_dir, out, device, encoder)
+    start = time.perf_counter()
+    trainer = Trainer(tc, verbose=False)
+    result = trainer.fit(overwrite=True)
+    wall = time.perf_counter() - start
+    per_step = len(TASKS) if tc.schedule == "equal" else 1
+    curve = [{"task_batches": r["step"] * per_step, "scores": r["scores"], "overall": r["overall"]}
+             for r in result.history.evals]
+    record = {"config": config.name, "seed": seed, "scores": result.best["scores"], "overall": result.best["overall"],
+              "best_step": result.best["step"], "steps": result.steps, "task_batches": result.steps * per_step,
+              "skipped_steps": result.skipped_steps, "wall_s": wall, "curve": curve, "device": str(trainer.device),
+              "telemetry": str(out / "telemetry.npz") if (out / "telemetry.npz").is_file() else None,
+              "train_config": tc.to_dict()}
+    (out / "result.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+def run_baselines(protocol: Protocol, data_dir: str, out: Path, device: str, encoder: str | None) -> dict:
+    from mtkit.baselines import frozen_baselines
+    start = time.perf_counter()
+    scores = frozen_baselines(data_dir, encoder=encoder, train_limit=protocol.probe_train_limit,
+                              max_length=protocol.max_length, seed=protocol.seeds[0], device=device)
+    record = {"config": "baselines", "scores": scores, "wall_s": time.perf_counter() - start}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def overall(scores: dict) -> float:
+    from mtkit.metrics import overall_score
+    return overall_score(scores["sst"], scores["para"], scores["sts"])
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Mean and sample standard deviation over seeds of each task's best dev score and the overall score."""
+    import numpy as np
+    keys = list(TASKS) + ["overall"]
+    values = {k: np.array([r["overall"] if k == "overall" else r["scores"][k] for r in runs]) for k in keys}
+    return {k: {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": len(v),
+                "values": v.tolist()} for k, v in values.items()}
+
+
+def machine() -> str:
+    import torch
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPU "
+            f"cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}")
+
+
+def commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def welch(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test (scipy), None with fewer than two values on a side."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy.stats import ttest_ind
+    p = ttest_ind(a, b, equal_var=False).pvalue
+    return None if math.isnan(p) else float(p)
+
+
+def fmt(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def reading(table: dict, protocol: Protocol) -> list[str]:
+    """The short reading of the table, computed from it: which differences exceed the seed noise."""
+    rows, lines = table["configs"], []
+    ref = rows.get("summed")
+    if ref is None:
+        return ["(configuration 3 was not run, so there is no reference for the seed noise)"]
+    noise = {k: ref[k]["std"] for k in list(TASKS) + ["overall"]}
+    lines.append("Seed noise, from configuration 3 (summed) over its seeds: standard deviation "
+                 + ", ".join(f"{METRIC_NAMES.get(k, k)} {fmt(noise[k])}" for k in noise) + ".")
+    pc = rows.get("pcgrad")
+    if pc is not None:
+        parts = []
+        for k in list(TASKS) + ["overall"]:
+            diff = pc[k]["mean"] - ref[k]["mean"]
+            p = welch(pc[k]["values"], ref[k]["values"])
+            parts.append(f"{METRIC_NAMES.get(k, k)} {diff:+.3f}" + (f" (Welch p = {p:.2f})" if p is not None else ""))
+        lines.append(f"PCGrad against summed loss ({pc['overall']['n']} vs {ref['overall']['n']} seeds), mean "
+                     f"difference: " + "; ".join(parts) + ". "
+                     + ("A difference is larger than the seed noise when p < 0.05: "
+                        + ("none is." if all((welch(pc[k]["values"], ref[k]["values"]) or 1) >= 0.05
+                                             for k in list(TASKS) + ["overall"]) else "see the p-values.")))
+    for name, row in rows.items():
+        if name in ("summed", "pcgrad") or noise["overall"] is None:
+            continue
+        diff = row["overall"]["mean"] - ref["overall"]["mean"]
+        verdict = "larger than" if abs(diff) > 2 * noise["overall"] else "within"
+        lines.append(f"{CONFIGS[name].title}: overall {diff:+.3f} against 3, {verdict} twice the seed noise "
+                     f"({2 * noise['overall']:.3f}).")
+    best = table.get("best")
+    if best:
+        targets = TARGETS.get(protocol.name, {})
+        met = [f"{METRIC_NAMES[k]} {best['scores'][k]:.3f} {'>=' if best['scores'][k] >= t else '<'} {t:.2f}"
+               for k, t in targets.items()]
+        lines.append(f"Best configuration by mean overall score: {CONFIGS[best['config']].title} "
+                     f"(overall {best['overall']:.3f}); against this protocol's targets: " + ", ".join(met) + ".")
+    return lines
+
+
+def build_table(protocol: Protocol, results: dict[str, list[dict]], baselines: dict | None) -> dict:
+    rows = {name: summarize(runs) for name, runs in results.items() if runs}
+    best = None
+    if rows:
+        name = max(rows, key=lambda n: rows[n]["overall"]["mean"])
+        best = {"config": name, "overall": rows[name]["overall"]["mean"],
+                "scores": {k: rows[name][k]["mean"] for k in TASKS}}
+    return {"protocol": protocol.name, "configs": rows, "best": best, "baselines": baselines}
+
+
+def render_markdown(table: dict, results: dict[str, list[dict]], protocol: Protocol, meta: dict,
+                    figures: list[str]) -> str:
+    out = [f"### Protocol `{protocol.name}`", "",
+           f"Command: `{meta['command']}`  ", f"Commit: {meta['commit']}; finished {meta['date']}.  ",
+           f"Machine: {meta['machine']}.  ",
+           f"Budget: {protocol.description}; every configuration sees {protocol.task_batches // len(TASKS)} batches "
+           f"of {protocol.batch_size} per task, evaluated {protocol.evals} times on "
+           f"{'the full dev sets' if protocol.dev_limit is None else f'the first {protocol.dev_limit} dev examples'} (the best "
+           f"evaluation is reported, as the trainer's model selection keeps it); encoder lr {protocol.lr:g} (unless "
+           f"a row says otherwise), heads {protocol.head_lr:g}, linear warm-up 10 % then linear decay; seeds "
+           f"{', '.join(map(str, protocol.seeds))}.", ""]
+    base = table.get("baselines")
+    out += ["| configuration | seeds | SST acc | Quora acc | STS Pearson | overall | wall time per run |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    if base:
+        s = base["scores"]
+        zero = {"sst": s["sst"].get("linear_probe"), "para": s["para"]["zero_shot"], "sts": s["sts"]["zero_shot"]}
+        probe = {k: s[k]["linear_probe"] for k in TASKS}
+        out.append(f"| 1. zero-shot (cosine; SST: linear probe) | – | {fmt(zero['sst'])} | {fmt(zero['para'])} | "
+                   f"{fmt(zero['sts'])} | {fmt(overall(zero))} | {base['wall_s'] / 60:.1f} min (both) |")
+        out.append(f"| 1. linear probe on frozen mean vectors | – | {fmt(probe['sst'])} | {fmt(probe['para'])} | "
+                   f"{fmt(probe['sts'])} | {fmt(overall(probe))} | |")
+    for name, row in table["configs"].items():
+        runs = results[name]
+        wall = sum(r["wall_s"] for r in runs) / len(runs)
+        cells = " | ".join(fmt(row[k]["mean"], row[k]["std"]) for k in list(TASKS) + ["overall"])
+        out.append(f"| {CONFIGS[name].title} | {row['overall']['n']} | {cells} | {wall / 60:.1f} min |")
+    out += ["", "Mean ± sample standard deviation over seeds. Quora threshold of the zero-shot row: tuned on the "
+                "training subset (tuned on dev itself, as the issue's baseline was: "
+                + (fmt(base["scores"]["para"]["zero_shot_dev_threshold"]) if base else "–") + ").", ""]
+    out += ["#### Reading (computed from the table)", ""] + [f"- {line}" for line in reading(table, protocol)] + [""]
+    for fig in figures:
+        out += [f"![{Path(fig).stem}]({fig})", ""]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def plot_curves(results: dict[str, list[dict]], path: Path) -> Path:
+    """Per-task dev score against training batches seen, one line per configuration (mean over seeds)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, axes = plt.subplots(1, len(TASKS) + 1, figsize=(18, 4.2), constrained_layout=True)
+    for name, runs in results.items():
+        xs = [p["task_batches"] // len(TASKS) for p in runs[0]["curve"]]
+        for ax, key in zip(axes, list(TASKS) + ["overall"]):
+            ys = np.array([[p["overall"] if key == "overall" else p["scores"][key] for p in r["curve"]]
+                           for r in runs if len(r["curve"]) == len(xs)])
+            ax.plot(xs, ys.mean(0), marker="o", label=CONFIGS[name].title)
+    for ax, key in zip(axes, list(TASKS) + ["overall"]):
+        ax.set_title(f"dev {METRIC_NAMES.get(key, 'overall score')}")
+        ax.set_xlabel("training batches seen per task")
+        ax.set_ylabel(METRIC_NAMES.get(key, "overall score"))
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="x-small", loc="lower right")
+    fig.suptitle("Dev curves per task (mean over seeds)")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_telemetry(results: dict[str, list[dict]], path: Path) -> Path | None:
+    """Conflict telemetry of the first seed of configuration 3 against 4 (mtkit.plots.compare_runs)."""
+    from mtkit import plots
+    from mtkit.surgery.telemetry import GradientTelemetry
+    runs = {name: results.get(name, []) for name in ("pcgrad", "summed")}
+    if not all(runs.values()) or not all(r[0].get("telemetry") for r in runs.values()):
+        return None
+    frames = [GradientTelemetry.load(runs[n][0]["telemetry"]).to_frame() for n in ("pcgrad", "summed")]
+    fig = plots.compare_runs(frames[0], frames[1], labels=("pcgrad (4)", "summed (3)"), pair=("sst", "para"))
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ the command
+def write_doc(doc: Path, section: str, text: str) -> None:
+    begin, end = f"<!-- results:begin {section} -->", f"<!-- results:end {section} -->"
+    old = doc.read_text(encoding="utf-8") if doc.is_file() else "# Results\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = doc.with_suffix(".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    tmp.replace(doc)
+
+
+def find_data_dir(explicit: str | None) -> str | None:
+    for candidate in (explicit, os.environ.get("MTKIT_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "ids-sst-train.csv").is_file():
+            return str(candidate)
+    return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="compact-cpu")
+    parser.add_argument("--data-dir", default=None, help="CS224N files (default: MTKIT_DATA, then ../shared/data)")
+    parser.add_argument("--configs", default="all", help=f"comma-separated subset of {','.join(CONFIGS)} "
+                                                         "and 'baselines' (default: all)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per configuration (at least 3 for 3 and 4)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--encoder", default=None, help="a Hugging Face BERT folder (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--out", default=str(REPO / "runs" / "results"))
+    parser.add_argument("--doc", default=None, help="also write the table into this markdown file (docs/RESULTS.md)")
+    parser.add_argument("--figures", default=None, help="folder for the figures (default: beside --doc, or --out)")
+    parser.add_argument("--fresh", action="store_true", help="run every configuration again")
+    args = parser.parse_args(argv)
+
+    import torch
+    from mtkit.device import get_device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    protocol = PROTOCOLS[args.protocol]
+    if args.data_dir == "demo":
+        from mtkit.data.demo import demo_data_dir
+        data_dir = str(demo_data_dir())
+    else:
+        data_dir = find_data_dir(args.data_dir)
+    if data_dir is None:
+        print("CS224N data not found: pass --data-dir or set MTKIT_DATA (README, 'Using the real CS224N data'); "
+              "--data-dir demo runs the protocol on mtkit's demo set.")
+        return 2
+    wanted = list(CONFIGS) + ["baselines"] if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
+    unknown = [c for c in wanted if c not in CONFIGS and c != "baselines"]
+    if unknown:
+        parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS) + ['baselines']}")
+    device = str(get_device(None if args.device == "auto" else args.device, verbose=False))
+    root = Path(args.out) / protocol.name
+    warnings.filterwarnings("ignore", message=".*longer than max_length.*")
+    command = "python -m bench.results " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    print(f"protocol {protocol.name} on {data_dir} ({device}); runs in {root}")
+
+    baselines = None
+    base_file = root / "baselines" / "result.json"
+    if "baselines" in wanted:
+        if base_file.is_file() and not args.fresh:
+            baselines = json.loads(base_file.read_text(encoding="utf-8"))
+        else:
+            print("baselines (zero-shot, linear probe) ...", flush=True)
+            baselines = run_baselines(protocol, data_dir, root / "baselines", device, args.encoder)
+        print(f"  baselines: {json.dumps(baselines['scores'])} ({baselines['wall_s']:.0f} s)", flush=True)
+
+    results: dict[str, list[dict]] = {}
+    for name in CONFIGS:
+        if name not in wanted:
+            continue
+        config = CONFIGS[name]
+        seeds = protocol.seeds[:max(args.seeds, config.min_seeds)]
+        for seed in seeds:
+            out = root / name / f"seed{seed}"
+            cached = out / "result.json"
+            if cached.is_file() and not args.fresh:
+                record = json.loads(cached.read_text(encoding="utf-8"))
+            else:
+                print(f"{config.title}, seed {seed} ...", flush=True)
+                record = run_one(config, protocol, seed, data_dir, out, device, args.encoder)
+            results.setdefault(name, []).append(record)
+            print(f"  {name} seed {seed}: " + ", ".join(f"{t} {s:.4f}" for t, s in record["scores"].items())
+                  + f"; overall {record['overall']:.4f} ({record['wall_s'] / 60:.1f} min)", flush=True)
+
+    table = build_table(protocol, results, baselines)
+    meta = {"command": command, "commit": commit(), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+            "data_dir": data_dir, "device": device}
+    fig_dir = Path(args.figures) if args.figures else (Path(args.doc).parent / "results" if args.doc else root)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+    if results:
+        figures.append(plot_curves(results, fig_dir / f"{protocol.name}-dev-curves.png"))
+        tele = plot_telemetry(results, fig_dir / f"{protocol.name}-telemetry-pcgrad-vs-summed.png")
+        if tele is not None:
+            figures.append(tele)
+    base_for_links = Path(args.doc).parent if args.doc else root
+    links = [os.path.relpath(f, base_for_links) for f in figures]
+    text = render_markdown(table, results, protocol, meta, links)
+    (root / "results.json").write_text(json.dumps({"meta": meta, "table": table, "runs": results}, indent=1),
+                                       encoding="utf-8")
+    (root / "results.md").write_text(text + "\n", encoding="utf-8")
+    if args.doc:
+        write_doc(Path(args.doc), protocol.name, text)
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

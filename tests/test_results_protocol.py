@@ -1,0 +1,77 @@
+"""bench/results.py: every configuration gets the same budget, the protocol runs end to end on the demo set,
+writes a table whose numbers come from the runs, and continues a stopped protocol instead of redoing it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import results
+
+
+@pytest.mark.parametrize("protocol", sorted(results.PROTOCOLS))
+def test_every_configuration_sees_the_same_training_batches(protocol):
+    p = results.PROTOCOLS[protocol]
+    budgets = {}
+    for name, config in results.CONFIGS.items():
+        steps, eval_every = results.steps_for(config, p)
+        per_step = 3 if config.overrides.get("schedule") == "equal" else 1
+        budgets[name] = steps * per_step
+        assert 1 <= eval_every <= steps and -(-steps // eval_every) == p.evals  # p.evals evaluations per run
+    assert max(budgets.values()) - min(budgets.values()) <= 2, budgets  # rounding only
+    assert results.CONFIGS["summed"].min_seeds >= 3 and results.CONFIGS["pcgrad"].min_seeds >= 3
+
+
+def test_configurations_differ_from_3_only_where_they_say():
+    base = results.CONFIGS["summed"].overrides
+    assert results.CONFIGS["pcgrad"].overrides == {**base, "surgery": "pcgrad"}
+    assert results.CONFIGS["llrd"].overrides == {**base, "llrd_decay": 0.95}
+    for name in results.CONFIGS:  # every configuration is a valid TrainConfig
+        results.train_config(results.CONFIGS[name], results.PROTOCOLS["smoke"], 1, "demo", "/tmp/unused", "cpu", None)
+
+
+def test_smoke_protocol_end_to_end(tmp_path, capsys):
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("# Results\n\nintro kept\n", encoding="utf-8")
+    argv = ["--protocol", "smoke", "--data-dir", "demo", "--configs", "summed,pcgrad", "--out",
+            str(tmp_path / "runs"), "--doc", str(doc)]
+    assert results.main(argv) == 0
+    saved = json.loads((tmp_path / "runs" / "smoke" / "results.json").read_text())
+    runs = saved["runs"]
+    assert [r["seed"] for r in runs["pcgrad"]] == [11711, 1, 2] == [r["seed"] for r in runs["summed"]]
+    for name, config_runs in runs.items():
+        for r in config_runs:
+            assert r["task_batches"] == results.PROTOCOLS["smoke"].task_batches
+            assert r["overall"] == pytest.approx(results.overall(r["scores"]))
+            assert len(r["curve"]) == results.PROTOCOLS["smoke"].evals
+    row = saved["table"]["configs"]["pcgrad"]["overall"]
+    assert row["mean"] == pytest.approx(sum(r["overall"] for r in runs["pcgrad"]) / 3)
+    assert runs["pcgrad"][0]["telemetry"] and runs["summed"][0]["telemetry"]  # the 3 vs 4 conflict telemetry
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nintro kept") and "python -m bench.results --protocol smoke" in text
+    assert f"{row['mean']:.3f} ± {row['std']:.3f}" in text and "PCGrad against summed loss (3 vs 3 seeds)" in text
+    assert (tmp_path / "results" / "smoke-dev-curves.png").is_file()
+    assert (tmp_path / "results" / "smoke-telemetry-pcgrad-vs-summed.png").is_file()
+
+    # a second call reads the finished runs back instead of training again, and rewrites the same section once
+    capsys.readouterr()
+    assert results.main(argv) == 0
+    assert "seed 11711 ..." not in capsys.readouterr().out
+    assert doc.read_text().count("<!-- results:begin smoke -->") == 1
+
+
+def test_reading_flags_only_differences_beyond_the_noise():
+    def row(values):
+        import numpy as np
+        v = np.array(values)
+        return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": len(v),
+                "values": list(values)}
+    keys = ("sst", "para", "sts", "overall")
+    table = {"configs": {"summed": {k: row([0.50, 0.51, 0.49]) for k in keys},
+                         "pcgrad": {k: row([0.50, 0.52, 0.49]) for k in keys},
+                         "llrd": {k: row([0.60]) for k in keys}, "frozen": {k: row([0.505]) for k in keys}},
+             "best": None}
+    lines = results.reading(table, results.PROTOCOLS["compact-cpu"])
+    assert any("none is." in line for line in lines)
+    assert any(line.startswith("5.") and "larger than twice" in line for line in lines)
+    assert any(line.startswith("1.") and "within twice" in line for line in lines)
