@@ -152,7 +152,7 @@ def train_config(config: Configuration, protocol: Protocol, seed: int, data_dir:
     values = dict(encoder=encoder, data_dir=data_dir, max_length=protocol.max_length, batch_size=protocol.batch_size,
                   eval_batch_size=128, train_limit=protocol.train_limit, dev_limit=protocol.dev_limit,
                   lr=config.lr or protocol.lr, head_lr=protocol.head_lr, scheduler="linear", warmup_ratio=0.1,
-                  dropout=0.1, epochs=1000, max_steps=steps, eval_every=eval_every, seed=seed, device=device,
+                  dropout=0.1, epochs=1000, max_steps=steps, scheduler_steps=steps, eval_every=eval_every, seed=seed, device=device,
                   output_dir=str(out), write_predictions=False, telemetry_every=telemetry, progress=False)
     values.update(config.overrides)
     return TrainConfig(**values)

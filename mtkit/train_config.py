@@ -353,6 +353,8 @@ class TrainConfig:
     scheduler: str = "constant"  # lr schedule (mtkit.optim.make_scheduler): constant, linear, cosine, ...
     warmup_ratio: float = 0.0  # fraction of the optimizer steps spent warming up
     scheduler_options: dict = field(default_factory=dict)
+    scheduler_steps: int | None = None  # optimizer steps the lr schedule spans (None: every step of the epochs);
+    # with max_steps, set it to max_steps so warm-up and decay fit the budget (max_steps alone only pauses a run)
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimizer steps (a budget; notebooks use it)
     batch_size: int = 8  # per task, unless a task sets its own
@@ -474,6 +476,7 @@ class TrainConfig:
             c.choice("scheduler", self.scheduler, schedulers)
         self.warmup_ratio = c.number("warmup_ratio", self.warmup_ratio, 0.0, 1.0)
         self.scheduler_options = c.mapping("scheduler_options", self.scheduler_options)
+        self.scheduler_steps = c.integer("scheduler_steps", self.scheduler_steps, minimum=1, none_ok=True)
         self.epochs = c.integer("epochs", self.epochs, minimum=1)
         if self.fine_tune_mode == "two-stage":
             stage1 = self.fine_tune_options.get("stage1_epochs", 1)

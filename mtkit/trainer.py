@@ -400,6 +400,10 @@ class Trainer:
         head_lr = None if (config.fine_tune_mode == "two-stage" and index == 0) else config.head_lr
         self.optimizer = build_optimizer(self.model, config, lr=stage["lr"], head_lr=head_lr)
         total = self._stage_steps(stage)
+        if config.scheduler_steps is not None and index == len(self.stages()) - 1:
+            # the last stage's schedule ends at scheduler_steps, counted from the start of the run
+            before = sum(self._stage_steps(s) for s in self.stages()[:index])
+            total = max(1, config.scheduler_steps - before)
         self.scheduler = make_scheduler(config.scheduler, self.optimizer, num_training_steps=total,
                                         warmup_ratio=config.warmup_ratio, **config.scheduler_options)
         self.surgery = self._build_surgery()

@@ -7,7 +7,7 @@ import torch
 
 from mtkit.checkpoint import read_checkpoint
 from mtkit.history import History
-from mtkit.train_config import TrainConfig
+from mtkit.train_config import ConfigError, TrainConfig
 from mtkit.trainer import NonFiniteLossError, StopTraining, Trainer, overall_of, select
 
 
@@ -240,3 +240,22 @@ def test_nonfinite_skip_with_pcgrad_discards_the_captured_gradients(demo, tmp_pa
         result = trainer.fit()
     assert (result.steps, result.skipped_steps, trainer.surgery.steps_applied) == (2, 1, 1)
     assert not any(trainer.surgery.buffers.captured)
+
+
+def test_scheduler_steps_fit_the_lr_schedule_to_a_budget(demo, tmp_path):
+    """max_steps alone pauses a run (the lr schedule still spans every epoch); with scheduler_steps = max_steps
+    the linear warm-up and decay happen inside the budget and the last step's lr is the schedule's end."""
+    common = dict(tasks=["sst", "sts"], epochs=50, schedule="round-robin", scheduler="linear", warmup_ratio=0.25,
+                  max_steps=8)
+    paused = Trainer(config(demo, tmp_path / "paused", **common), verbose=False).fit()
+    fitted = Trainer(config(demo, tmp_path / "fitted", scheduler_steps=8, **common), verbose=False).fit()
+    lr_paused = [r["lr"] for r in paused.history.steps]
+    lr_fitted = [r["lr"] for r in fitted.history.steps]
+    assert len(lr_fitted) == len(lr_paused) == 8
+    # warm-up of 2 steps (25 % of 8), then linear decay to 0 at step 8: lr after step k is 1e-3 * factor(k)
+    expected = [1e-3 * (k / 2 if k < 2 else (8 - k) / 6) for k in range(1, 9)]
+    assert max(abs(a - b) for a, b in zip(lr_fitted, expected)) < 1e-12, lr_fitted
+    # paused: 50 epochs x 4 steps planned, warm-up over 50 of them, so the budget ends mid-warm-up
+    assert lr_paused == pytest.approx([1e-3 * k / 50 for k in range(1, 9)], abs=1e-12)
+    with pytest.raises(ConfigError, match="scheduler_steps"):
+        config(demo, tmp_path, scheduler_steps=0)
