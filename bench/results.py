@@ -75,10 +75,10 @@ class Protocol:
 
 PROTOCOLS = {
     "compact-cpu": Protocol(
-        name="compact-cpu", task_batches=750, batch_size=32, max_length=64, train_limit=4000, dev_limit=None,
-        evals=3, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=10, probe_train_limit=4000,
-        description="a 2-core CPU, a few minutes per run: 250 batches of 32 per task from a 4,000-example subset of "
-                    "each training set (two passes), max length 64, full dev sets"),
+        name="compact-cpu", task_batches=750, batch_size=16, max_length=64, train_limit=4000, dev_limit=None,
+        evals=2, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=10, probe_train_limit=2000,
+        description="a 2-core CPU, about six minutes per run: 250 batches of 16 per task, one pass over a "
+                    "4,000-example subset of each training set, max length 64, full dev sets"),
     "full-gpu": Protocol(
         name="full-gpu", task_batches=9000, batch_size=32, max_length=128, train_limit=None, dev_limit=None,
         evals=6, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=50, probe_train_limit=None,
