@@ -76,7 +76,7 @@ class Protocol:
 PROTOCOLS = {
     "compact-cpu": Protocol(
         name="compact-cpu", task_batches=750, batch_size=16, max_length=64, train_limit=4000, dev_limit=None,
-        evals=2, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=10, probe_train_limit=2000,
+        evals=2, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=10, probe_train_limit=None,
         description="a 2-core CPU, about six minutes per run: 250 batches of 16 per task, one pass over a "
                     "4,000-example subset of each training set, max length 64, full dev sets"),
     "full-gpu": Protocol(
@@ -179,12 +179,18 @@ def run_one(config: Configuration, protocol: Protocol, seed: int, data_dir: str,
     return record
 
 
+def baseline_settings(protocol: Protocol, encoder: str | None) -> dict:
+    return {"probe_train_limit": protocol.probe_train_limit, "max_length": protocol.max_length, "encoder": encoder,
+            "seed": protocol.seeds[0]}
+
+
 def run_baselines(protocol: Protocol, data_dir: str, out: Path, device: str, encoder: str | None) -> dict:
     from mtkit.baselines import frozen_baselines
     start = time.perf_counter()
     scores = frozen_baselines(data_dir, encoder=encoder, train_limit=protocol.probe_train_limit,
                               max_length=protocol.max_length, seed=protocol.seeds[0], device=device)
-    record = {"config": "baselines", "scores": scores, "wall_s": time.perf_counter() - start}
+    record = {"config": "baselines", "scores": scores, "wall_s": time.perf_counter() - start,
+              "settings": baseline_settings(protocol, encoder)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
@@ -306,7 +312,9 @@ def render_markdown(table: dict, results: dict[str, list[dict]], protocol: Proto
         probe = {k: s[k]["linear_probe"] for k in TASKS}
         out.append(f"| 1. zero-shot (cosine; SST: linear probe) | – | {fmt(zero['sst'])} | {fmt(zero['para'])} | "
                    f"{fmt(zero['sts'])} | {fmt(overall(zero))} | {base['wall_s'] / 60:.1f} min (both) |")
-        out.append(f"| 1. linear probe on frozen mean vectors | – | {fmt(probe['sst'])} | {fmt(probe['para'])} | "
+        probe_data = ("the full training sets" if protocol.probe_train_limit is None
+                      else f"{protocol.probe_train_limit:,} training examples per task")
+        out.append(f"| 1. linear probe on frozen mean vectors ({probe_data}) | – | {fmt(probe['sst'])} | {fmt(probe['para'])} | "
                    f"{fmt(probe['sts'])} | {fmt(overall(probe))} | |")
     for name, row in table["configs"].items():
         runs = results[name]
@@ -329,7 +337,7 @@ def plot_curves(results: dict[str, list[dict]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    fig, axes = plt.subplots(1, len(TASKS) + 1, figsize=(18, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, len(TASKS) + 1, figsize=(18, 5.4), layout="constrained")
     for name, runs in results.items():
         xs = [p["task_batches"] // len(TASKS) for p in runs[0]["curve"]]
         for ax, key in zip(axes, list(TASKS) + ["overall"]):
@@ -341,8 +349,9 @@ def plot_curves(results: dict[str, list[dict]], path: Path) -> Path:
         ax.set_xlabel("training batches seen per task")
         ax.set_ylabel(METRIC_NAMES.get(key, "overall score"))
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize="x-small", loc="lower right")
-    fig.suptitle("Dev curves per task (mean over seeds)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small")
+    fig.suptitle("Dev curves per task (best score so far is what the table reports; mean over seeds)")
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -429,7 +438,10 @@ def main(argv=None) -> int:
     if "baselines" in wanted:
         if base_file.is_file() and not args.fresh:
             baselines = json.loads(base_file.read_text(encoding="utf-8"))
-        else:
+            if baselines.get("settings") != baseline_settings(protocol, args.encoder):
+                print("baselines: the saved ones used other settings; computing them again")
+                baselines = None
+        if baselines is None:
             print("baselines (zero-shot, linear probe) ...", flush=True)
             baselines = run_baselines(protocol, data_dir, root / "baselines", device, args.encoder)
         print(f"  baselines: {json.dumps(baselines['scores'])} ({baselines['wall_s']:.0f} s)", flush=True)
@@ -443,9 +455,12 @@ def main(argv=None) -> int:
         for seed in seeds:
             out = root / name / f"seed{seed}"
             cached = out / "result.json"
-            if cached.is_file() and not args.fresh:
-                record = json.loads(cached.read_text(encoding="utf-8"))
-            else:
+            record = json.loads(cached.read_text(encoding="utf-8")) if cached.is_file() and not args.fresh else None
+            wanted_config = train_config(config, protocol, seed, data_dir, out, device, args.encoder).to_dict()
+            if record is not None and record.get("train_config") != wanted_config:
+                print(f"{config.title}, seed {seed}: the saved run used another configuration; running it again")
+                record = None
+            if record is None:
                 print(f"{config.title}, seed {seed} ...", flush=True)
                 record = run_one(config, protocol, seed, data_dir, out, device, args.encoder)
             results.setdefault(name, []).append(record)

@@ -59,6 +59,16 @@ def test_smoke_protocol_end_to_end(tmp_path, capsys):
     assert "seed 11711 ..." not in capsys.readouterr().out
     assert doc.read_text().count("<!-- results:begin smoke -->") == 1
 
+    # a saved run whose configuration differs from what the protocol now asks for is run again, not reused
+    saved_run = tmp_path / "runs" / "smoke" / "pcgrad" / "seed1" / "result.json"
+    record = json.loads(saved_run.read_text())
+    record["train_config"]["lr"] = 1.0
+    saved_run.write_text(json.dumps(record))
+    assert results.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("used another configuration") == 1 and "3 + PCGrad, seed 1 ..." in out
+    assert json.loads(saved_run.read_text())["train_config"]["lr"] == results.PROTOCOLS["smoke"].lr
+
 
 def test_reading_flags_only_differences_beyond_the_noise():
     def row(values):
