@@ -125,14 +125,15 @@ CONFIGS = {c.name: c for c in [
     Configuration("main-aux", "7. main (SST) + auxiliary (lambda 0.3) with surgery",
                   {"schedule": "equal", "tasks": {"sst": {}, **SBERT_PAIRS}, "surgery": "main_aux",
                    "surgery_options": {"main_task": "sst", "aux_weight": 0.3}}),
-    # 8: what the first compact-cpu table pointed to: summed loss with the bi-encoder heads of 3 (better than the
-    # cross-encoder on Quora at this budget: the pretrained geometry already separates duplicates), STS trained
-    # with CoSENT (a ranking loss over every pair in the batch, Su 2022), and a higher encoder lr for the small
-    # budget (lr 1e-4 did not hurt SST in the cross-encoder run).
-    Configuration("best", "8. best found: 3 with CoSENT for STS, encoder lr 1e-4",
+    # 8: what the first compact-cpu tables pointed to: summed loss with the bi-encoder heads of 3 (better than the
+    # cross-encoder on Quora at this budget: the pretrained geometry already separates duplicates), layer-wise
+    # decay 0.95 (the best overall there, within the noise), and STS trained with CoSENT (a ranking loss over
+    # every pair in the batch, Su 2022), which lifted STS Pearson from 0.840 to 0.848 in a run at lr 1e-4, where
+    # the higher lr cost SST and Quora; so the protocol's lr here.
+    Configuration("best", "8. best combination tried: 5 with CoSENT for STS",
                   {"schedule": "equal", "tasks": {"sst": {}, "para": SBERT_PAIRS["para"],
-                                                  "sts": {"head": "cosine", "loss": "cosent"}}},
-                  lr=1e-4),
+                                                  "sts": {"head": "cosine", "loss": "cosent"}},
+                   "llrd_decay": 0.95}),
 ]}
 BASELINE_ROWS = ("zero-shot", "linear-probe")
 
@@ -275,6 +276,15 @@ def reading(table: dict, protocol: Protocol) -> list[str]:
         lines.append(f"{CONFIGS[name].title}: overall {diff:+.3f} against 3, {verdict} twice the seed noise "
                      f"({2 * noise['overall']:.3f}).")
     best = table.get("best")
+    base = table.get("baselines")
+    if best and base:
+        strongest = {k: max(v for name, v in base["scores"][k].items() if name != "zero_shot_dev_threshold")
+                     for k in TASKS}
+        parts = [f"{METRIC_NAMES[k]} {best['scores'][k]:.3f} vs {strongest[k]:.3f}" for k in TASKS]
+        beaten = [METRIC_NAMES[k] for k in TASKS if best["scores"][k] > strongest[k]]
+        lines.append("Best fine-tuned configuration against the strongest frozen baseline of each task (zero-shot or "
+                     "linear probe): " + ", ".join(parts) + "; it beats it on "
+                     + (", ".join(beaten) if beaten else "no task") + ".")
     if best:
         targets = TARGETS.get(protocol.name, {})
         met = [f"{METRIC_NAMES[k]} {best['scores'][k]:.3f} {'>=' if best['scores'][k] >= t else '<'} {t:.2f}"
@@ -299,8 +309,8 @@ def render_markdown(table: dict, results: dict[str, list[dict]], protocol: Proto
     out = [f"### Protocol `{protocol.name}`", "",
            f"Command: `{meta['command']}`  ", f"Commit: {meta['commit']}; finished {meta['date']}.  ",
            f"Machine: {meta['machine']}.  ",
-           f"Budget: {protocol.description}; every configuration sees {protocol.task_batches // len(TASKS)} batches "
-           f"of {protocol.batch_size} per task, evaluated {protocol.evals} times on "
+           f"Budget: {protocol.description}. Every configuration sees {protocol.task_batches // len(TASKS)} batches "
+           f"of {protocol.batch_size} per task and is evaluated {protocol.evals} times on "
            f"{'the full dev sets' if protocol.dev_limit is None else f'the first {protocol.dev_limit} dev examples'} (the best "
            f"evaluation is reported, as the trainer's model selection keeps it); encoder lr {protocol.lr:g} (unless "
            f"a row says otherwise), heads {protocol.head_lr:g}, linear warm-up 10 % then linear decay; seeds "
@@ -323,8 +333,9 @@ def render_markdown(table: dict, results: dict[str, list[dict]], protocol: Proto
         wall = sum(r["wall_s"] for r in runs) / len(runs)
         cells = " | ".join(fmt(row[k]["mean"], row[k]["std"]) for k in list(TASKS) + ["overall"])
         out.append(f"| {CONFIGS[name].title} | {row['overall']['n']} | {cells} | {wall / 60:.1f} min |")
-    out += ["", "Mean ± sample standard deviation over seeds. Quora threshold of the zero-shot row: tuned on the "
-                "training subset (tuned on dev itself, as the issue's baseline was: "
+    out += ["", "Mean ± sample standard deviation over seeds (one seed: the value alone). Quora threshold of the "
+                "zero-shot row: the best one on the probes' training pairs (the best one on dev itself, as the "
+                "issue's baseline was measured: "
                 + (fmt(base["scores"]["para"]["zero_shot_dev_threshold"]) if base else "–") + ").", ""]
     out += ["#### Reading (computed from the table)", ""] + [f"- {line}" for line in reading(table, protocol)] + [""]
     for fig in figures:

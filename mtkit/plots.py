@@ -15,6 +15,7 @@ Taught in notebooks/07_multitask_training.ipynb (learning curves) and notebooks/
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -174,7 +175,9 @@ def plot_conflict_heatmap(frame, pair: Sequence[str] | None = None, blocks=None,
         fig = ax.figure
     with warnings.catch_warnings():  # seaborn 0.13 calls a matplotlib method that matplotlib 3.11 plans to rename
         warnings.filterwarnings("ignore", message="The set_bad function", category=PendingDeprecationWarning)
-        sns.heatmap(data, ax=ax, cmap=cmap, center=0.0, vmin=-limit, vmax=limit, xticklabels="auto",
+        # upright step labels, at most about 12 of them (seaborn's "auto" assumes rotated ones and lets them touch)
+        stride = max(1, math.ceil(data.shape[1] / 12))
+        sns.heatmap(data, ax=ax, cmap=cmap, center=0.0, vmin=-limit, vmax=limit, xticklabels=stride,
                     yticklabels=True,
                     cbar_kws={"label": "cosine (unitless; red < 0: conflict)"})
     ax.set_xlabel("optimizer step")
