@@ -35,13 +35,12 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,11 +161,9 @@ def train_config(config: Configuration, protocol: Protocol, seed: int, data_dir:
     return TrainConfig(**values)
 
 
-def run_one(config: Configuration, protocol: Protocol, seed: int, data_dir: str, out: Path, device: str,
-            encoder: str | None) -> dict:
-    """Train one configuration with one seed; its result (also written to ``out/result.json``)."""
+def run_one(config: Configuration, tc, seed: int, out: Path) -> dict:
+    """Train ``tc`` (the TrainConfig of ``config`` for one seed); its result (also written to ``out/result.json``)."""
     from mtkit.trainer import Trainer
-    tc = train_config(config, protocol, seed, data_dir, out, device, encoder)
     start = time.perf_counter()
     trainer = Trainer(tc, verbose=False)
     result = trainer.fit(overwrite=True)
@@ -213,13 +210,6 @@ def summarize(runs: list[dict]) -> dict:
     values = {k: np.array([r["overall"] if k == "overall" else r["scores"][k] for r in runs]) for k in keys}
     return {k: {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": len(v),
                 "values": v.tolist()} for k, v in values.items()}
-
-
-def machine() -> str:
-    import torch
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPU "
-            f"cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}")
 
 
 def commit() -> str:
@@ -387,26 +377,6 @@ def plot_telemetry(results: dict[str, list[dict]], path: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------------ the command
-def write_doc(doc: Path, section: str, text: str) -> None:
-    begin, end = f"<!-- results:begin {section} -->", f"<!-- results:end {section} -->"
-    old = doc.read_text(encoding="utf-8") if doc.is_file() else "# Results\n"
-    block = f"{begin}\n{text}\n{end}"
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = doc.with_suffix(".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    tmp.replace(doc)
-
-
-def find_data_dir(explicit: str | None) -> str | None:
-    for candidate in (explicit, os.environ.get("MTKIT_DATA"), REPO.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "ids-sst-train.csv").is_file():
-            return str(candidate)
-    return None
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="compact-cpu")
@@ -425,6 +395,7 @@ def main(argv=None) -> int:
 
     import torch
     from mtkit.device import get_device
+    from mtkit.notebook_runner import machine_line, replace_marked_section
     if args.threads:
         torch.set_num_threads(args.threads)
     protocol = PROTOCOLS[args.protocol]
@@ -432,11 +403,14 @@ def main(argv=None) -> int:
         from mtkit.data.demo import demo_data_dir
         data_dir = str(demo_data_dir())
     else:
-        data_dir = find_data_dir(args.data_dir)
-    if data_dir is None:
-        print("CS224N data not found: pass --data-dir or set MTKIT_DATA (README, 'Using the real CS224N data'); "
-              "--data-dir demo runs the protocol on mtkit's demo set.")
-        return 2
+        from mtkit.data.locate import find_data_dir
+        shared = REPO.parent / "shared" / "data"
+        explicit = args.data_dir or (str(shared) if (shared / "ids-sst-train.csv").is_file() else None)
+        try:  # the argument, then MTKIT_DATA, then ./data; never the demo set unless asked for
+            data_dir = str(find_data_dir(explicit, allow_demo=False).path)
+        except FileNotFoundError as err:
+            print(f"{err}\n(--data-dir demo runs the protocol on mtkit's demo set.)")
+            return 2
     wanted = list(CONFIGS) + ["baselines"] if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
     unknown = [c for c in wanted if c not in CONFIGS and c != "baselines"]
     if unknown:
@@ -470,19 +444,19 @@ def main(argv=None) -> int:
             out = root / name / f"seed{seed}"
             cached = out / "result.json"
             record = json.loads(cached.read_text(encoding="utf-8")) if cached.is_file() and not args.fresh else None
-            wanted_config = train_config(config, protocol, seed, data_dir, out, device, args.encoder).to_dict()
-            if record is not None and record.get("train_config") != wanted_config:
+            tc = train_config(config, protocol, seed, data_dir, out, device, args.encoder)
+            if record is not None and record.get("train_config") != tc.to_dict():
                 print(f"{config.title}, seed {seed}: the saved run used another configuration; running it again")
                 record = None
             if record is None:
                 print(f"{config.title}, seed {seed} ...", flush=True)
-                record = run_one(config, protocol, seed, data_dir, out, device, args.encoder)
+                record = run_one(config, tc, seed, out)
             results.setdefault(name, []).append(record)
             print(f"  {name} seed {seed}: " + ", ".join(f"{t} {s:.4f}" for t, s in record["scores"].items())
                   + f"; overall {record['overall']:.4f} ({record['wall_s'] / 60:.1f} min)", flush=True)
 
     table = build_table(protocol, results, baselines)
-    meta = {"command": command, "commit": commit(), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    meta = {"command": command, "commit": commit(), "machine": machine_line(), "date": time.strftime("%Y-%m-%d"),
             "data_dir": data_dir, "device": device}
     fig_dir = Path(args.figures) if args.figures else (Path(args.doc).parent / "results" if args.doc else root)
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -499,7 +473,8 @@ def main(argv=None) -> int:
                                        encoding="utf-8")
     (root / "results.md").write_text(text + "\n", encoding="utf-8")
     if args.doc:
-        write_doc(Path(args.doc), protocol.name, text)
+        replace_marked_section(args.doc, f"<!-- results:begin {protocol.name} -->",
+                               f"<!-- results:end {protocol.name} -->", text, "# Results")
     print("\n" + text)
     return 0
 

@@ -281,13 +281,35 @@ def _metrics_text(results: dict | None, limit: int = 8) -> str:
     return text + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def environment_line(runs: list[NotebookRun]) -> str:
+def machine_line() -> str:
+    """The machine in one line (system, Python, CPU cores, torch and its threads, GPU), for recorded results."""
     import torch
-    devices = sorted({(r.results or {}).get("device", "?") for r in runs if r.results})
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     cpu = f"{os.cpu_count()} CPU cores, torch {torch.__version__} using {torch.get_num_threads()} threads"
     return (f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, {cpu}"
-            + (f", GPU {gpu}" if gpu else ", no GPU") + f"; notebooks ran on: {', '.join(devices) or '?'}")
+            + (f", GPU {gpu}" if gpu else ", no GPU"))
+
+
+def environment_line(runs: list[NotebookRun]) -> str:
+    devices = sorted({(r.results or {}).get("device", "?") for r in runs if r.results})
+    return machine_line() + f"; notebooks ran on: {', '.join(devices) or '?'}"
+
+
+def replace_marked_section(doc: str | Path, begin: str, end: str, block: str, title: str) -> Path:
+    """Put ``begin + block + end`` into ``doc`` in place of the text between those markers (appended when they are
+    not there yet; a new file starts with ``title``), written atomically. Text outside the markers is kept."""
+    doc = Path(doc)
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else f"{title}\n"
+    block = f"{begin}\n{block}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(doc)
+    return doc
 
 
 def summary_table(runs: list[NotebookRun]) -> str:
@@ -325,30 +347,19 @@ def update_docs(doc: str | Path, section: str, runs: list[NotebookRun], profile:
                 command: str) -> Path:
     """Write the summary table into ``doc`` between ``<!-- runner:begin SECTION -->`` and
     ``<!-- runner:end SECTION -->`` (appended when the markers are not there yet)."""
-    doc = Path(doc)
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Notebooks: runtimes and key metrics\n"
     begin, end = f"<!-- runner:begin {section} -->", f"<!-- runner:end {section} -->"
     data = "the CS224N files" if data_dir else "mtkit's demo set"
     block = "\n".join([
-        begin,
         f"### {section}",
         "",
         f"Profile `{profile}` on {data}; written by `{command}` on {time.strftime('%Y-%m-%d')}.",
         f"Environment: {environment_line(runs)}.",
         "",
         summary_table(runs),
-        end,
     ])
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(text, encoding="utf-8")
-    return doc
+    return replace_marked_section(doc, begin, end, block, "# Notebooks: runtimes and key metrics")
 
 
-# ---------------------------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtkit.notebook_runner",
                                      description="Run every notebook with papermill and summarise their metrics.")
