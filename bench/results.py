@@ -249,16 +249,14 @@ def reading(table: dict, protocol: Protocol) -> list[str]:
                  + ", ".join(f"{METRIC_NAMES.get(k, k)} {fmt(noise[k])}" for k in noise) + ".")
     pc = rows.get("pcgrad")
     if pc is not None:
-        parts = []
-        for k in list(TASKS) + ["overall"]:
-            diff = pc[k]["mean"] - ref[k]["mean"]
-            p = welch(pc[k]["values"], ref[k]["values"])
-            parts.append(f"{METRIC_NAMES.get(k, k)} {diff:+.3f}" + (f" (Welch p = {p:.2f})" if p is not None else ""))
+        keys = list(TASKS) + ["overall"]
+        pvalues = {k: welch(pc[k]["values"], ref[k]["values"]) for k in keys}
+        parts = [f"{METRIC_NAMES.get(k, k)} {pc[k]['mean'] - ref[k]['mean']:+.3f}"
+                 + (f" (Welch p = {pvalues[k]:.2f})" if pvalues[k] is not None else "") for k in keys]
+        significant = [METRIC_NAMES.get(k, k) for k in keys if pvalues[k] is not None and pvalues[k] < 0.05]
         lines.append(f"PCGrad against summed loss ({pc['overall']['n']} vs {ref['overall']['n']} seeds), mean "
-                     f"difference: " + "; ".join(parts) + ". "
-                     + ("A difference is larger than the seed noise when p < 0.05: "
-                        + ("none is." if all((welch(pc[k]["values"], ref[k]["values"]) or 1) >= 0.05
-                                             for k in list(TASKS) + ["overall"]) else "see the p-values.")))
+                     f"difference: " + "; ".join(parts) + ". A difference is larger than the seed noise when "
+                     "p < 0.05: " + (", ".join(significant) if significant else "none is") + ".")
     for name, row in rows.items():
         if name in ("summed", "pcgrad") or noise["overall"] is None:
             continue
