@@ -410,8 +410,9 @@ def main(argv=None) -> int:
     else:
         from mtkit.data.locate import find_data_dir
         shared = REPO.parent / "shared" / "data"
-        explicit = args.data_dir or os.environ.get("MTKIT_DATA") or (
-            str(shared) if (shared / "ids-sst-train.csv").is_file() else None)
+        # MTKIT_DATA is left to find_data_dir, so that its errors name the variable the folder came from
+        explicit = args.data_dir or (None if os.environ.get("MTKIT_DATA") else (
+            str(shared) if (shared / "ids-sst-train.csv").is_file() else None))
         try:  # the argument, then MTKIT_DATA, then ../shared/data, then ./data; never the demo set unless asked for
             data_dir = str(find_data_dir(explicit, allow_demo=False).path)
         except FileNotFoundError as err:

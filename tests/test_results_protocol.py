@@ -85,3 +85,15 @@ def test_reading_flags_only_differences_beyond_the_noise():
     assert any("none is." in line for line in lines)
     assert any(line.startswith("5.") and "larger than twice" in line for line in lines)
     assert any(line.startswith("1.") and "within twice" in line for line in lines)
+
+
+def test_a_bad_data_folder_names_where_it_came_from(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("MTKIT_DATA", str(empty))
+    assert results.main(["--protocol", "smoke", "--out", str(tmp_path / "runs")]) == 2
+    out = capsys.readouterr().out
+    assert str(empty) in out and "$MTKIT_DATA" in out and "mtkit data fetch" in out
+    monkeypatch.delenv("MTKIT_DATA")
+    assert results.main(["--protocol", "smoke", "--data-dir", str(empty), "--out", str(tmp_path / "runs")]) == 2
+    assert "given as data_dir" in capsys.readouterr().out
