@@ -245,8 +245,28 @@ def fmt(value: float | None, std: float | None = None) -> str:
     return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
 
-def reading(table: dict, protocol: Protocol) -> list[str]:
-    """The short reading of the table, computed from it: which differences exceed the seed noise."""
+def gradient_scale(runs: list[dict]) -> dict[str, float] | None:
+    """Median, over the recorded steps of ``runs`` (seeds pooled), of each task's gradient norm over the whole
+    shared encoder, read from the runs' conflict telemetry; None when no run recorded it."""
+    import numpy as np
+    from mtkit.surgery.telemetry import ALL_BLOCKS, GradientTelemetry
+    frames = [GradientTelemetry.load(r["telemetry"]).task_frame() for r in runs
+              if r.get("telemetry") and Path(r["telemetry"]).is_file()]
+    if not frames:
+        return None
+    norms = {}
+    for task in TASKS:
+        values = [f.loc[(f["block"] == ALL_BLOCKS) & (f["task"] == task) & f["present"], "norm"].to_numpy()
+                  for f in frames]
+        values = np.concatenate(values)
+        if len(values):
+            norms[task] = float(np.median(values))
+    return norms or None
+
+
+def reading(table: dict, protocol: Protocol, results: dict[str, list[dict]] | None = None) -> list[str]:
+    """The short reading of the table, computed from it (and from configuration 3's telemetry in ``results``):
+    which differences exceed the seed noise, and how large each task's share of the summed step is."""
     rows, lines = table["configs"], []
     ref = rows.get("summed")
     if ref is None:
@@ -264,6 +284,16 @@ def reading(table: dict, protocol: Protocol) -> list[str]:
         lines.append(f"PCGrad against summed loss ({pc['overall']['n']} vs {ref['overall']['n']} seeds), mean "
                      f"difference: " + "; ".join(parts) + ". A difference is larger than the seed noise when "
                      "p < 0.05: " + (", ".join(significant) if significant else "none is") + ".")
+    scale = gradient_scale((results or {}).get("summed", []))
+    if scale:
+        largest = max(scale.values())
+        small = [f"{METRIC_NAMES[k].split()[0]}'s is {largest / v:.0f} times smaller than the largest"
+                 for k, v in scale.items() if 0 < v < largest / 4]
+        lines.append(f"Each task's pull on the summed step in 3 (median gradient norm over the whole encoder, from "
+                     f"its telemetry, {len(results['summed'])} seed(s)): "
+                     + ", ".join(f"{METRIC_NAMES[k].split()[0]} {v:.2f}" for k, v in scale.items())
+                     + ". With every loss weight 1, the tasks with the largest gradients steer the shared encoder"
+                     + (f"; {', '.join(small)}." if small else "."))
     for name, row in rows.items():
         if name in ("summed", "pcgrad") or noise["overall"] is None:
             continue
@@ -333,7 +363,7 @@ def render_markdown(table: dict, results: dict[str, list[dict]], protocol: Proto
                 "zero-shot row: the best one on the probes' training pairs (the best one on dev itself, as the "
                 "issue's baseline was measured: "
                 + (fmt(base["scores"]["para"]["zero_shot_dev_threshold"]) if base else "–") + ").", ""]
-    out += ["#### Reading (computed from the table)", ""] + [f"- {line}" for line in reading(table, protocol)] + [""]
+    out += ["#### Reading (computed from the table)", ""] + [f"- {line}" for line in reading(table, protocol, results)] + [""]
     for fig in figures:
         out += [f"![{Path(fig).stem}]({fig})", ""]
     return "\n".join(out)

@@ -51,6 +51,13 @@ def test_smoke_protocol_end_to_end(tmp_path, capsys):
     assert text.startswith("# Results\n\nintro kept") and "python -m bench.results --protocol smoke" in text
     assert f"{row['mean']:.3f} ± {row['std']:.3f}" in text and "PCGrad against summed loss (3 vs 3 seeds)" in text
     assert (tmp_path / "results" / "smoke-dev-curves.png").is_file()
+    # each task's gradient scale in 3: the median over steps and seeds of sqrt(diagonal of the summed block Grams)
+    import numpy as np
+    grams = np.concatenate([np.load(r["telemetry"])["grams"] for r in runs["summed"]])  # (S, blocks, 3, 3)
+    by_hand = np.median(np.sqrt(np.diagonal(grams.sum(axis=1), axis1=1, axis2=2)), axis=0)  # (3,)
+    scale = results.gradient_scale(runs["summed"])
+    assert [scale[t] for t in results.TASKS] == pytest.approx(by_hand.tolist(), rel=1e-5)
+    assert f"SST {scale['sst']:.2f}, Quora {scale['para']:.2f}, STS {scale['sts']:.2f}" in text
     assert (tmp_path / "results" / "smoke-telemetry-pcgrad-vs-summed.png").is_file()
 
     # a second call reads the finished runs back instead of training again, and rewrites the same section once
