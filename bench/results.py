@@ -127,20 +127,19 @@ CONFIGS = {c.name: c for c in [
                    "surgery_options": {"main_task": "sst", "aux_weight": 0.3}}),
     # 8: what the earlier tables and single-task runs pointed to. Summed loss with the bi-encoder heads of 3 (better
     # than the cross-encoder on Quora at this budget: the pretrained geometry already separates duplicates),
-    # layer-wise decay 0.95, and STS trained with CoSENT (a ranking loss over every pair in the batch, Su 2022),
-    # which lifted STS Pearson by 0.014 in an earlier, smaller table. CoSENT's gradient (scale 20) is far larger
-    # than the cosine MSE's, and at weight 1 it dominated the summed step (SST -0.04, Quora -0.02 there). At this
-    # budget SST alone reached 0.47 at lr 5e-5 and 1e-4, 0.49 at 2e-4. Tried with this budget, one seed each
-    # (SST / Quora / STS): STS weight 0.2 at lr 1e-4: 0.470 / 0.832 / 0.838; weight 0.5 at lr 1e-4:
-    # 0.464 / 0.825 / 0.848 (kept: the nearest to issue 8's targets; 0.2 scores higher overall, 0.740 vs 0.738,
-    # a difference within one seed's noise); weight 0.5 at lr 2e-4: 0.460 / 0.828 / 0.842; weight 0.5 at lr 1e-4 with
-    # [CLS] pooling for SST and mean for the pairs (report D's mix): 0.444 / 0.826 / 0.851. STS gains with its
-    # weight, SST and Quora lose with STS's share of the step, the higher lr helps none of them in the joint run,
-    # and SST's own [CLS] vector costs SST more than it spares STS.
-    Configuration("best", "8. best combination found: 5 with CoSENT (weight 0.5) for STS, lr 1e-4",
+    # layer-wise decay 0.95, encoder lr 1e-4, and STS's cosine loss weighted 8. Why the weight: in 3 the median
+    # gradient norm over the encoder is SST 6.5, Quora 3.0, STS 0.48 (the reading under the table computes it from
+    # the telemetry), so with weight 1 STS hardly moves the encoder (0.839 against 0.838 zero-shot); weight 8
+    # brings its pull to about Quora's. STS alone at this budget (500 batches, lr 1e-4, decay 0.95) reaches
+    # 0.878 with the cosine loss and 0.861 with CoSENT (a ranking loss, Su 2022), so the cosine loss it is.
+    # Tried with this budget, one seed each (SST / Quora / STS): CoSENT weight 0.2: 0.470 / 0.832 / 0.838;
+    # CoSENT weight 0.5: 0.464 / 0.825 / 0.848 (lr 2e-4: 0.460 / 0.828 / 0.842; with [CLS] pooling for SST, report
+    # D's mix: 0.444 / 0.826 / 0.851); cosine loss weight 3: 0.463 / 0.826 / 0.855; weight 8: 0.466 / 0.825 / 0.866
+    # (kept). At this budget SST alone reached 0.47 at lr 5e-5 and 1e-4, 0.49 at 2e-4.
+    Configuration("best", "8. best combination found: 5 with STS's cosine loss weighted 8, lr 1e-4",
                   {"schedule": "equal", "tasks": {"sst": {}, "para": SBERT_PAIRS["para"],
-                                                  "sts": {"head": "cosine", "loss": "cosent", "weight": 0.5}},
-                   "llrd_decay": 0.95}, lr=1e-4),
+                                                  "sts": {**SBERT_PAIRS["sts"], "weight": 8.0}},
+                   "llrd_decay": 0.95}, lr=1e-4, min_seeds=3),
 ]}
 BASELINE_ROWS = ("zero-shot", "linear-probe")
 
