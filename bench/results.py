@@ -376,13 +376,26 @@ def plot_curves(results: dict[str, list[dict]], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
     fig, axes = plt.subplots(1, len(TASKS) + 1, figsize=(18, 5.4), layout="constrained")
+    means: dict[str, list[tuple[str, np.ndarray]]] = {key: [] for key in list(TASKS) + ["overall"]}
     for name, runs in results.items():
         xs = [p["task_batches"] // len(TASKS) for p in runs[0]["curve"]]
         for ax, key in zip(axes, list(TASKS) + ["overall"]):
             ys = np.array([[p["overall"] if key == "overall" else p["scores"][key] for p in r["curve"]]
                            for r in runs if len(r["curve"]) == len(xs)])
             ax.plot(xs, ys.mean(0), marker="o", label=CONFIGS[name].title)
+            means[key].append((name, ys.mean(0)))
     for ax, key in zip(axes, list(TASKS) + ["overall"]):
+        # a configuration far below the rest (report A's STS, say) would squash the others into one line:
+        # the axis keeps to the rest and a note names what lies below it
+        typical = float(np.median(np.concatenate([m for _, m in means[key]]))) if means[key] else 0.0
+        below = [(n, m) for n, m in means[key] if m.max() < typical - 0.25]
+        if below and len(below) < len(means[key]):
+            rest = np.concatenate([m for n, m in means[key] if m.max() >= typical - 0.25])
+            span = max(float(rest.max() - rest.min()), 0.01)
+            ax.set_ylim(float(rest.min()) - 0.1 * span, float(rest.max()) + 0.1 * span)
+            ax.text(0.02, 0.02, "below the axis: " + "; ".join(f"{CONFIGS[n].title.split(':')[0]} "
+                                                               f"({m.min():.3f} to {m.max():.3f})" for n, m in below),
+                    transform=ax.transAxes, fontsize="small", va="bottom")
         ax.set_title(f"dev {METRIC_NAMES.get(key, 'overall score')}")
         ax.set_xlabel("training batches seen per task")
         ax.set_ylabel(METRIC_NAMES.get(key, "overall score"))
