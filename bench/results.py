@@ -298,8 +298,16 @@ def reading(table: dict, protocol: Protocol, results: dict[str, list[dict]] | No
             continue
         diff = row["overall"]["mean"] - ref["overall"]["mean"]
         verdict = "larger than" if abs(diff) > 2 * noise["overall"] else "within"
-        lines.append(f"{CONFIGS[name].title}: overall {diff:+.3f} against 3, {verdict} twice the seed noise "
-                     f"({2 * noise['overall']:.3f}).")
+        line = (f"{CONFIGS[name].title}: overall {diff:+.3f} against 3, {verdict} twice the seed noise "
+                f"({2 * noise['overall']:.3f}).")
+        if row["overall"]["n"] >= 2:  # seeds enough for a test of its own, task by task
+            keys = list(TASKS) + ["overall"]
+            pvalues = {k: welch(row[k]["values"], ref[k]["values"]) for k in keys}
+            line += (f" Per metric ({row['overall']['n']} vs {ref['overall']['n']} seeds): "
+                     + "; ".join(f"{METRIC_NAMES.get(k, k)} {row[k]['mean'] - ref[k]['mean']:+.3f}"
+                                 + (f" (Welch p = {pvalues[k]:.2f})" if pvalues[k] is not None else "") for k in keys)
+                     + ".")
+        lines.append(line)
     best = table.get("best")
     base = table.get("baselines")
     if best and base:

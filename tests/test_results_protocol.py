@@ -86,12 +86,17 @@ def test_reading_flags_only_differences_beyond_the_noise():
     keys = ("sst", "para", "sts", "overall")
     table = {"configs": {"summed": {k: row([0.50, 0.51, 0.49]) for k in keys},
                          "pcgrad": {k: row([0.50, 0.52, 0.49]) for k in keys},
-                         "llrd": {k: row([0.60]) for k in keys}, "frozen": {k: row([0.505]) for k in keys}},
+                         "llrd": {k: row([0.60]) for k in keys}, "frozen": {k: row([0.505]) for k in keys},
+                         "best": {k: row([0.60, 0.61, 0.60]) for k in keys}},
              "best": None}
     lines = results.reading(table, results.PROTOCOLS["compact-cpu"])
     assert any("none is." in line for line in lines)
     assert any(line.startswith("5.") and "larger than twice" in line for line in lines)
     assert any(line.startswith("1.") and "within twice" in line for line in lines)
+    # a configuration with several seeds gets its own Welch test against 3, metric by metric
+    (best,) = [line for line in lines if line.startswith("8.")]
+    assert "Per metric (3 vs 3 seeds): SST acc +0.103 (Welch p = 0.00)" in best
+    assert not any(line.startswith("5.") and "Welch" in line for line in lines)
 
 
 def test_a_bad_data_folder_names_where_it_came_from(tmp_path, monkeypatch, capsys):
