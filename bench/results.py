@@ -238,6 +238,11 @@ def welch(a: list[float], b: list[float]) -> float | None:
     return None if math.isnan(p) else float(p)
 
 
+def fmt_p(p: float) -> str:
+    """A p-value as the reading prints it: ``= 0.23``, or ``< 0.005`` where two decimals would show 0.00."""
+    return "< 0.005" if p < 0.005 else f"= {p:.2f}"
+
+
 def fmt(value: float | None, std: float | None = None) -> str:
     if value is None:
         return "–"
@@ -278,7 +283,7 @@ def reading(table: dict, protocol: Protocol, results: dict[str, list[dict]] | No
         keys = list(TASKS) + ["overall"]
         pvalues = {k: welch(pc[k]["values"], ref[k]["values"]) for k in keys}
         parts = [f"{METRIC_NAMES.get(k, k)} {pc[k]['mean'] - ref[k]['mean']:+.3f}"
-                 + (f" (Welch p = {pvalues[k]:.2f})" if pvalues[k] is not None else "") for k in keys]
+                 + (f" (Welch p {fmt_p(pvalues[k])})" if pvalues[k] is not None else "") for k in keys]
         significant = [METRIC_NAMES.get(k, k) for k in keys if pvalues[k] is not None and pvalues[k] < 0.05]
         lines.append(f"PCGrad against summed loss ({pc['overall']['n']} vs {ref['overall']['n']} seeds), mean "
                      f"difference: " + "; ".join(parts) + ". A difference is larger than the seed noise when "
@@ -305,7 +310,7 @@ def reading(table: dict, protocol: Protocol, results: dict[str, list[dict]] | No
             pvalues = {k: welch(row[k]["values"], ref[k]["values"]) for k in keys}
             line += (f" Per metric ({row['overall']['n']} vs {ref['overall']['n']} seeds): "
                      + "; ".join(f"{METRIC_NAMES.get(k, k)} {row[k]['mean'] - ref[k]['mean']:+.3f}"
-                                 + (f" (Welch p = {pvalues[k]:.2f})" if pvalues[k] is not None else "") for k in keys)
+                                 + (f" (Welch p {fmt_p(pvalues[k])})" if pvalues[k] is not None else "") for k in keys)
                      + ".")
         lines.append(line)
     best = table.get("best")
