@@ -24,11 +24,16 @@ Safety and checks:
   exactly as generated (stale or not), but refuses to overwrite one a learner has edited, unless ``--force``.
 - ``--check`` writes nothing: it fails (exit status 1) when an exercise is missing, differs from what would be
   generated, or has no solution any more. CI runs it, so a solution changed without regenerating fails.
+  On a learner's machine an exercise they have edited is theirs: ``--check`` reports it as "yours, not checked
+  for sync" and does not fail on it. In CI (the ``CI`` environment variable is set, as CI services and
+  ``.ci/run`` do; or ``--strict``) every exercise must be exactly as generated.
 - Every run also checks that no line from inside a solution block appears in the exercise (a leak) and that
   the exercise compiles.
 
 ``load_module("attention", source="solutions")`` imports one file by path, for notebooks and tests
-(``mtkit.checks`` verifies the functions it holds).
+(``mtkit.checks`` verifies the functions it holds). A notebook's ``exercise_source = None`` means your answers,
+``exercises/``, unless ``$MTKIT_EXERCISE_SOURCE`` names another folder (:func:`resolve_source`; the notebook
+tests set it to ``solutions``, the worked answers the committed outputs come from).
 
 Taught in notebooks/03_attention_and_minbert.ipynb (the first exercise) and used by every notebook with one.
 """
@@ -38,6 +43,7 @@ import argparse
 import difflib
 import hashlib
 import importlib.util
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -45,7 +51,8 @@ from pathlib import Path
 from types import ModuleType
 
 __all__ = ["BEGIN", "END", "ExerciseError", "make_exercise", "solution_lines", "leaked_lines", "generate",
-           "GenerateReport", "load_module", "find_root", "main"]
+           "GenerateReport", "load_module", "find_root", "is_pristine", "in_ci", "resolve_source", "source_folder",
+           "SOURCE_ENV", "main"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -172,6 +179,7 @@ class GenerateReport:
     written: list[str] = field(default_factory=list)  # exercise files (re)written
     unchanged: list[str] = field(default_factory=list)  # already up to date
     kept_edited: list[str] = field(default_factory=list)  # edited by a learner: left alone (no --force)
+    yours: list[str] = field(default_factory=list)  # --check outside CI: edited by a learner, not compared
     problems: list[str] = field(default_factory=list)  # --check failures, leaks, stale files
 
     @property
@@ -183,6 +191,8 @@ class GenerateReport:
         if self.kept_edited:
             parts.append(f"{len(self.kept_edited)} edited by you and kept ({', '.join(self.kept_edited)}; "
                          "pass --force to overwrite)")
+        if self.yours:
+            parts.append(f"{len(self.yours)} yours, not checked for sync ({', '.join(self.yours)})")
         text = "exercises: " + ", ".join(parts)
         if self.problems:
             text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
@@ -197,12 +207,15 @@ def _display(path: Path) -> str:
 
 
 def generate(solutions_dir: str | Path, exercises_dir: str | Path, check: bool = False,
-             force: bool = False) -> GenerateReport:
+             force: bool = False, strict: bool | None = None) -> GenerateReport:
     """Write (or, with ``check``, compare) ``exercises_dir/<name>.py`` for every ``solutions_dir/<name>.py``.
 
-    Files starting with ``_`` are skipped. With ``check=True`` nothing is written; every difference becomes a
-    problem in the report. Without it, an exercise edited by a learner is kept unless ``force``.
+    Files starting with ``_`` are skipped. With ``check=True`` nothing is written and every difference becomes a
+    problem in the report, except an exercise a learner has edited (its fingerprint no longer matches its
+    text): that one is listed in ``yours`` ("yours, not checked for sync"), unless ``strict`` (default: in CI,
+    :func:`in_ci`), where it is a problem too. Without ``check``, an edited exercise is kept unless ``force``.
     """
+    strict = in_ci() if strict is None else strict
     solutions_dir, exercises_dir = Path(solutions_dir), Path(exercises_dir)
     if not solutions_dir.is_dir():
         raise FileNotFoundError(f"No solutions folder at {solutions_dir}; pass the folder holding the solution "
@@ -230,6 +243,9 @@ def generate(solutions_dir: str | Path, exercises_dir: str | Path, check: bool =
             report.unchanged.append(_display(target))
             continue
         if check:
+            if current is not None and not is_pristine(current) and not strict:
+                report.yours.append(_display(target))
+                continue
             if current is None:
                 report.problems.append(f"{_display(target)} is missing; run `{command}`.")
             else:
@@ -255,6 +271,35 @@ def generate(solutions_dir: str | Path, exercises_dir: str | Path, check: bool =
     return report
 
 
+# ----------------------------------------------------------------------------------------------- learner or CI
+SOURCE_ENV = "MTKIT_EXERCISE_SOURCE"
+
+
+def in_ci() -> bool:
+    """True under continuous integration: the ``CI`` environment variable is set to anything but 0/false/no
+    (GitHub Actions, GitLab CI and most others set ``CI=true``; so does ``.ci/run``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def resolve_source(source: str | None) -> str:
+    """Whose answers a notebook checks: ``source`` when given; for None, ``$MTKIT_EXERCISE_SOURCE`` if set,
+    else ``"exercises"`` (yours). The notebook tests set the variable to ``"solutions"``."""
+    if source is not None:
+        return str(source)
+    return os.environ.get(SOURCE_ENV) or "exercises"
+
+
+def source_folder(source: str, root: str | Path | None = None) -> Path:
+    """The folder of a source: ``"exercises"`` and ``"solutions"`` (or any name) inside the repository, an
+    absolute path as it is, a relative path that exists from the working directory as that folder."""
+    path = Path(source)
+    if path.is_absolute():
+        return path
+    if source not in ("exercises", "solutions") and path.is_dir():
+        return path.resolve()
+    return find_root(root) / source
+
+
 # ----------------------------------------------------------------------------------------------- loading
 def find_root(start: str | Path | None = None) -> Path:
     """The repository root: the first folder holding ``solutions/`` above ``start`` (default: the working
@@ -272,16 +317,21 @@ def find_root(start: str | Path | None = None) -> Path:
 def load_module(name: str, source: str = "solutions", root: str | Path | None = None) -> ModuleType:
     """Import ``<root>/<source>/<name>.py`` by path, fresh each time (edits are picked up without a restart).
 
-    ``source`` is ``"solutions"`` (the worked answers), ``"exercises"`` (your answers) or another folder name.
+    ``source`` is ``"solutions"`` (the worked answers), ``"exercises"`` (your answers) or another folder
+    (:func:`source_folder`).
     """
-    folder = find_root(root) / source
+    folder = source_folder(source, root)
     path = folder / f"{name}.py"
     if not path.is_file():
         available = sorted(p.stem for p in folder.glob("*.py")) if folder.is_dir() else []
         hint = (" Generate the exercises with `make exercises`." if source == "exercises" and not available
                 else f" Available: {available}.")
         raise FileNotFoundError(f"No {source} file {path}.{hint}")
-    module_name = f"mtkit_{source}_{name}"
+    if re.fullmatch(r"\w+", source):
+        tag = source
+    else:  # a folder given by path: its name plus a short hash, so two folders never share a module name
+        tag = re.sub(r"\W", "_", folder.name) + "_" + hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    module_name = f"mtkit_{tag}_{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
@@ -299,9 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if any exercise is missing, stale or leaks a solution line")
     parser.add_argument("--force", action="store_true", help="overwrite exercises you have edited")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --check, fail on exercises you have edited too (the default in CI, $CI set)")
     args = parser.parse_args(argv)
     try:
-        report = generate(args.solutions, args.exercises, check=args.check, force=args.force)
+        report = generate(args.solutions, args.exercises, check=args.check, force=args.force,
+                          strict=True if args.strict else None)
     except (ExerciseError, FileNotFoundError) as err:
         print(f"mtkit.exercises: {err}", file=sys.stderr)
         return 1
