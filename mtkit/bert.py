@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +118,24 @@ class BertOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # L tensors (B, heads, T, T): attention probabilities
 
 
+@dataclass
+class EncoderImplementations:
+    """Functions that run in place of parts of minBERT's forward: a learner's exercises (``mtkit.implementations``
+    installs them with ``BertModel.set_implementations``). None keeps minBERT's own code.
+
+    They compute the eval-mode forward of their exercise (no dropout), so an encoder that runs them trains
+    without encoder dropout; the heads keep theirs.
+    """
+
+    attention: Callable | None = None  # attention(q, k, v, attention_mask) -> (context, probs), (B, heads, T, D)
+    layer: Callable | None = None  # layer_forward(layer, x, attention_mask, attention_fn=None) -> (B, T, H)
+    embeddings: Callable | None = None  # embeddings_forward(embeddings, input_ids, token_type_ids) -> (B, T, H)
+
+    @property
+    def empty(self) -> bool:
+        return self.attention is None and self.layer is None and self.embeddings is None
+
+
 def _activation(name: str):
     if name == "gelu":
         return F.gelu  # exact erf GELU, as BERT uses
@@ -179,8 +198,10 @@ class SelfAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, D)
 
-    def forward(self, x: torch.Tensor, mask: "_Mask", kind: str = "sdpa",
+    def forward(self, x: torch.Tensor, mask: "_Mask", kind: str | Callable = "sdpa",
                 return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``kind``: "sdpa", "explicit", or a function ``attention(q, k, v, attention_mask) -> (context,
+        probs)`` on (B, heads, T, D) tensors (a learner's exercise; it applies no dropout)."""
         # x is (B, T, H), or (N, H) when the fused path packs the N real tokens of the batch (see _Mask).
         q, k, v = self.query(x), self.key(x), self.value(x)  # each like x
         if mask.packed:
@@ -188,7 +209,9 @@ class SelfAttention(nn.Module):
         B, T, H = q.shape
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, heads, T, D)
         probs = None
-        if kind == "explicit" or return_probs:
+        if callable(kind):
+            context, probs = kind(q, k, v, mask.attention_mask)  # (B, heads, T, D), (B, heads, T, T)
+        elif kind == "explicit" or return_probs:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, heads, T, T)
             additive = mask.additive(scores.dtype)
             if additive is not None:
@@ -229,7 +252,7 @@ class BertLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: "_Mask", kind: str = "sdpa",
+    def forward(self, x: torch.Tensor, mask: "_Mask", kind: str | Callable = "sdpa",
                 return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, probs = self.attention(x, mask, kind, return_probs)
         x = self.attention_norm(x + self.dropout(attended))  # add & norm, (B, T, H)
@@ -259,6 +282,7 @@ class _Mask:
     """
 
     def __init__(self, attention_mask: torch.Tensor | None, packed: bool = False):
+        self.attention_mask = attention_mask  # (B, T) 1 real / 0 padding, or None: what a learner's function takes
         self.keep = None if attention_mask is None else attention_mask[:, None, None, :].bool()  # (B, 1, 1, T)
         self._additive: dict[torch.dtype, torch.Tensor] = {}
         self.packed = packed and attention_mask is not None
@@ -313,6 +337,7 @@ class BertModel(nn.Module):
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = Pooler(config)
         self.set_attention(attention)
+        self.implementations = EncoderImplementations()
         self.apply(self._init_weights)
 
     # ----- construction -----------------------------------------------------------------------------------------
@@ -336,6 +361,18 @@ class BertModel(nn.Module):
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}.")
         self.attention = attention
+        return self
+
+    def set_implementations(self, attention: Callable | None = None, layer: Callable | None = None,
+                            embeddings: Callable | None = None) -> "BertModel":
+        """Run your own functions in place of minBERT's (see :class:`EncoderImplementations`); no argument
+        restores minBERT's own. ``layer`` is called as ``layer(bert_layer, x, attention_mask,
+        attention_fn=attention)``, so your layer uses your attention when both are given. Returns the model.
+
+        ``mtkit.implementations`` (the ``implementations`` training option) installs a learner's exercises here,
+        after checking them against minBERT.
+        """
+        self.implementations = EncoderImplementations(attention=attention, layer=layer, embeddings=embeddings)
         return self
 
     @classmethod
@@ -396,17 +433,30 @@ class BertModel(nn.Module):
         self._check_inputs(input_ids, attention_mask, token_type_ids)
         if attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None  # no padding: the fused kernel runs unmasked (fastest)
-        # The fused path packs the real tokens (see _Mask); the explicit path and attention maps use (B, T, H).
-        packed = self.attention == "sdpa" and not output_attentions
+        implementations = self.implementations
+        if output_attentions and implementations.layer is not None:
+            raise ValueError("output_attentions needs minBERT's own layers: this encoder runs a layer function "
+                             "of yours (set_implementations(layer=...)), which returns no attention maps.")
+        # The fused path packs the real tokens (see _Mask); the explicit path, attention maps and functions of a
+        # learner (set_implementations) use (B, T, H).
+        packed = self.attention == "sdpa" and not output_attentions and implementations.empty
         mask = _Mask(attention_mask, packed=packed)
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        if implementations.embeddings is None:
+            x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        else:
+            x = implementations.embeddings(self.embeddings, input_ids, token_type_ids)  # (B, T, H)
         if mask.packed:
             x = mask.unpad(x)  # (N, H)
         as_batch = mask.pad if mask.packed else mask.zero_padding  # back to (B, T, H), zeros at padding
         hidden_states = [as_batch(x)] if output_hidden_states else None
         attentions = [] if output_attentions else None
+        kind = self.attention if implementations.attention is None else implementations.attention
         for layer in self.layers:
-            x, probs = layer(x, mask, self.attention, output_attentions)
+            if implementations.layer is None:
+                x, probs = layer(x, mask, kind, output_attentions)
+            else:
+                x = implementations.layer(layer, x, mask.attention_mask, attention_fn=implementations.attention)
+                probs = None
             if output_hidden_states:
                 hidden_states.append(as_batch(x))
             if output_attentions:

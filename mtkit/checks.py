@@ -464,6 +464,34 @@ def check_layer_forward(layer_forward: Callable) -> CheckResult:
             run.fail(f"  your function changed the layer's parameters: {changed[:3]}.",
                      "read the weights, never write them (no in-place ops on layer parameters).")
         run.passed()
+    # Training backpropagates through the layer: the gradients must reach x and every weight, and be right.
+    layer = _tiny_layer(150, torch.float64)
+    x = _randn(2, 4, 32, seed=250, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    real = mask.bool()
+    weights = _randn(2, 4, 32, seed=251, dtype=torch.float64)[real]  # (N, H): a random direction on real tokens
+    run.start("gradients: autograd through your layer vs through the reference, to x and every weight (float64)",
+              _shapes(x=x, attention_mask=mask))
+    from mtkit.bert import _Mask
+    wrt = [("x", None)] + list(layer.named_parameters())
+    x_ref = x.clone().requires_grad_(True)
+    expected = torch.autograd.grad((layer(x_ref, _Mask(mask), kind="explicit")[0][real] * weights).sum(),
+                                   [x_ref] + [p for _, p in wrt[1:]])
+    x_in = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        got = run.call(layer, x_in, mask.clone())
+    if not isinstance(got, torch.Tensor) or not got.requires_grad:
+        run.fail("  the output does not depend on the inputs for autograd (no grad_fn).",
+                 "do not .detach(), call .item() or go through numpy inside the function, and do not wrap it in "
+                 "torch.no_grad().")
+    grads = torch.autograd.grad((got[real] * weights).sum(), [x_in] + [p for _, p in wrt[1:]], allow_unused=True)
+    for (name, _), g, ref in zip(wrt, grads, expected):
+        if g is None:
+            run.fail(f"  no gradient reaches {name}: training would never update it.",
+                     "use the layer's own modules (layer.attention.query(x), ...) on tensors autograd tracks.")
+        run.tensor(f"the gradient of {name}", g, ref, "the forward matches but the backward does not: avoid "
+                   "in-place changes (+=, masked_fill_) on tensors autograd needs.", atol=1e-7, rtol=1e-6)
+    run.passed()
     return run.result()
 
 
@@ -601,6 +629,25 @@ def check_mean_pool(mean_pool: Callable) -> CheckResult:
             run.fail("  your function modified its inputs.",
                      "use out-of-place operations (h * mask, not h *= mask or masked_fill_).")
         run.passed()
+    # Training backpropagates through pooling into the encoder.
+    h = _randn(2, 4, 3, seed=560, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    weights = _randn(2, 3, seed=561, dtype=torch.float64)
+    run.start("gradients: autograd through your pooling vs through the reference (float64)",
+              _shapes(last_hidden_state=h, attention_mask=mask))
+    h_ref = h.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad((reference(h_ref, mask) * weights).sum(), [h_ref])
+    h_in = h.clone().requires_grad_(True)
+    with torch.enable_grad():
+        got = run.call(h_in, mask.clone())
+    if not isinstance(got, torch.Tensor) or not got.requires_grad:
+        run.fail("  the output does not depend on last_hidden_state for autograd (no grad_fn).",
+                 "do not .detach(), call .item() or go through numpy inside the function.")
+    (grad,) = torch.autograd.grad((got * weights).sum(), [h_in])
+    run.tensor("the gradient of last_hidden_state", grad, expected,
+               "padding positions must get a zero gradient; real ones 1 / (number of real tokens).",
+               atol=1e-9, rtol=1e-7)
+    run.passed()
     return run.result()
 
 
@@ -1036,7 +1083,8 @@ class Workbook:
             return outcome(FAILED, f"{check.__name__}: {file} has no function {function}(); keep the names and "
                                    f"signatures of the exercise."), None
         try:
-            result = check(fn)
+            with torch.random.fork_rng(devices=[]):  # the checks seed torch; the caller's random stream is untouched
+                result = check(fn)
         except NotImplementedError as err:
             func, filename, line = _first_stub_line(err)
             where = filename if filename.endswith(f"{exercise}.py") else file

@@ -23,6 +23,7 @@ Taught in notebooks/07_multitask_training.ipynb (the pieces in 05 and 06).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,20 @@ class MultitaskModel(nn.Module):
         for name, module in self.losses.items():
             if any(True for _ in module.parameters()):
                 raise ValueError(f"the loss of task {name!r} has parameters; put trainable parts in the head.")
+        # Pooling functions that replace mtkit.pooling's for a mode, e.g. {"mean": your mean_pool}
+        # (set_pooling_function; the `implementations` training option installs a learner's).
+        self.pooling_functions: dict[str, Callable] = {}
+
+    def set_pooling_function(self, mode: str, fn: Callable | None) -> None:
+        """Pool with ``fn(last_hidden_state, attention_mask) -> (B, H)`` wherever a task uses ``mode``; None
+        restores mtkit.pooling's."""
+        from mtkit.pooling import POOLING_MODES
+        if mode not in POOLING_MODES:
+            raise ValueError(f"pooling mode {mode!r} is not known; use one of {list(POOLING_MODES)}.")
+        if fn is None:
+            self.pooling_functions.pop(mode, None)
+        else:
+            self.pooling_functions[mode] = fn
 
     @property
     def task_names(self) -> list[str]:
@@ -106,6 +121,9 @@ class MultitaskModel(nn.Module):
         """Token ids (B, T) -> pooled sentence vectors (B, H)."""
         from mtkit.pooling import pool
         out = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        fn = self.pooling_functions.get(pooling)
+        if fn is not None:
+            return fn(out.last_hidden_state, attention_mask)  # (B, H)
         return pool(out.last_hidden_state, attention_mask, pooling)  # (B, H)
 
     def encode_pair(self, batch: dict, pooling: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -327,6 +327,8 @@ class TrainConfig:
     dropout: float = 0.3  # head dropout (the starter's hidden_dropout_prob)
     encoder_dropout: float | None = None  # None: keep the encoder config's dropout; a number overrides it
     shared_pair_layer: int | None = None  # width of a layer shared by the pair tasks before their heads (report E)
+    implementations: Any = None  # None: mtkit's own; "exercises" | "solutions" | a folder | {piece: source}: your
+    # attention, layer, AdamW step, mean pooling and PCGrad train the model, after their checks (mtkit.implementations)
     max_length: int = 128  # tokens per sentence (per joined pair for the cross layout)
     # --- data
     data_dir: str | None = None  # folder of the CSV files; None: found (MTKIT_DATA, ./data, ...); "demo": demo data
@@ -394,6 +396,16 @@ class TrainConfig:
         self.dropout = c.number("dropout", self.dropout, 0.0, 1.0)
         self.encoder_dropout = c.number("encoder_dropout", self.encoder_dropout, 0.0, 1.0, none_ok=True)
         self.shared_pair_layer = c.integer("shared_pair_layer", self.shared_pair_layer, minimum=1, none_ok=True)
+        if self.implementations is not None:
+            from mtkit.implementations import parse
+            if isinstance(self.implementations, Path):
+                self.implementations = str(self.implementations)
+            try:
+                parse(self.implementations)
+            except ValueError as err:
+                raise c.fail("implementations", str(err)) from None
+            if isinstance(self.implementations, dict):
+                self.implementations = dict(self.implementations)
         self.max_length = c.integer("max_length", self.max_length, minimum=4)
         self.data_dir = c.string("data_dir", self.data_dir, none_ok=True)
         self.tasks = _normalize_tasks(self.tasks, src)

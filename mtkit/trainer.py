@@ -243,6 +243,13 @@ class Trainer:
         self.device = get_device(None if config.device == "auto" else config.device, verbose=verbose)
         seed_everything(config.seed, deterministic=config.deterministic)
         self.output_dir = Path(config.output_dir)
+        self.implementations = None  # a learner's pieces (mtkit.implementations), checked before anything else
+        if config.implementations is not None:
+            from mtkit.implementations import load
+            self.implementations = load(config)  # raises ImplementationError with the failing check's message
+            if verbose:
+                print("[mtkit] implementations (each passed its check against mtkit):\n"
+                      f"{self.implementations}")
 
         specs = [t.task_spec(config.source) for t in config.tasks]
         self.data_dir = resolve_data_dir(config, specs)
@@ -252,6 +259,9 @@ class Trainer:
             from mtkit.multitask import build_model
             model = build_model(config, [d.spec for d in self.tasks.values()], encoder=build_encoder(config))
         self.model = model.to(self.device)
+        if self.implementations is not None:
+            from mtkit.implementations import install
+            install(self.model, self.implementations.hooks)
 
         from mtkit.task_schedules import make_task_schedule
         try:
@@ -398,7 +408,9 @@ class Trainer:
         self.stage = index
         apply_fine_tune_mode(self.model, stage["mode"])
         head_lr = None if (config.fine_tune_mode == "two-stage" and index == 0) else config.head_lr
-        self.optimizer = build_optimizer(self.model, config, lr=stage["lr"], head_lr=head_lr)
+        hooks = self.implementations.hooks if self.implementations is not None else None
+        self.optimizer = build_optimizer(self.model, config, lr=stage["lr"], head_lr=head_lr,
+                                         step_fn=hooks.adamw_step if hooks else None)
         total = self._stage_steps(stage)
         if config.scheduler_steps is not None and index == len(self.stages()) - 1:
             # the last stage's schedule ends at scheduler_steps, counted from the start of the run
@@ -419,11 +431,14 @@ class Trainer:
             return None
         from mtkit.surgery import GradientSurgery
         options = dict(config.surgery_options)
-        return GradientSurgery(shared, list(self.tasks), method=config.surgery, main_task=options.get("main_task"),
-                               aux_weight=options.get("aux_weight", 0.3), reduction=options.get("reduction", "sum"),
-                               telemetry_every=config.telemetry_every,
-                               num_layers=self.model.encoder.config.num_hidden_layers,
-                               generator=torch.Generator().manual_seed(derive_seed(config.seed, "surgery")))
+        surgery = GradientSurgery(shared, list(self.tasks), method=config.surgery, main_task=options.get("main_task"),
+                                  aux_weight=options.get("aux_weight", 0.3), reduction=options.get("reduction", "sum"),
+                                  telemetry_every=config.telemetry_every,
+                                  num_layers=self.model.encoder.config.num_hidden_layers,
+                                  generator=torch.Generator().manual_seed(derive_seed(config.seed, "surgery")))
+        if self.implementations is not None:
+            surgery.pcgrad_fn = self.implementations.hooks.pcgrad
+        return surgery
 
     # ------------------------------------------------------------------------------------------------ fit
     def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
@@ -838,9 +853,11 @@ def apply_fine_tune_mode(model, mode: str) -> str:
     return apply_finetune_mode(model, mode)
 
 
-def build_optimizer(model, config: TrainConfig, lr: float, head_lr: float | None = None):
+def build_optimizer(model, config: TrainConfig, lr: float, head_lr: float | None = None,
+                    step_fn: Callable | None = None):
     """AdamW over parameter groups: layer-wise lr decay when ``llrd_decay`` is set, no weight decay on biases and
-    LayerNorm, heads at ``head_lr`` (default ``lr``)."""
+    LayerNorm, heads at ``head_lr`` (default ``lr``). ``step_fn``: a learner's ``adamw_step`` that mtkit's AdamW
+    runs instead of its own update (``implementations``)."""
     from mtkit.optim import AdamW
     from mtkit.optim.llrd import layerwise_lr_groups
     decay = config.llrd_decay if config.llrd_decay is not None else 1.0
@@ -853,7 +870,10 @@ def build_optimizer(model, config: TrainConfig, lr: float, head_lr: float | None
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
     if config.optimizer == "adamw":
-        return AdamW(groups, lr=lr, weight_decay=config.weight_decay, **options)
+        return AdamW(groups, lr=lr, weight_decay=config.weight_decay, step_fn=step_fn, **options)
+    if step_fn is not None:
+        raise ValueError("a learner's adamw_step runs inside mtkit's AdamW: use optimizer 'adamw', not "
+                         f"{config.optimizer!r}.")
     options.pop("correct_bias", None)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=config.weight_decay, **options)
 

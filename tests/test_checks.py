@@ -144,7 +144,22 @@ def test_layer_forward_mistakes_are_named():
 def test_layer_forward_with_the_learners_attention_passes():
     attention = SOL["attention"].attention
     fn = lambda layer, x, m=None: SOL["transformer_layer"].layer_forward(layer, x, m, attention_fn=attention)  # noqa
-    assert len(checks.check_layer_forward(fn).cases) == 4
+    assert len(checks.check_layer_forward(fn).cases) == 5  # four forward cases and the gradient case
+
+
+def test_a_layer_or_pooling_that_autograd_cannot_train_through_fails_the_gradient_case():
+    """Training backpropagates through both: a detached input or output would freeze the encoder silently."""
+    layer_forward, mean_pool = SOL["transformer_layer"].layer_forward, SOL["mean_pooling"].mean_pool
+    with pytest.raises(CheckFailure, match=r"(?s)case 'gradients.*no gradient reaches x"):
+        checks.check_layer_forward(lambda layer, x, m=None: layer_forward(layer, x.detach(), m))
+    with pytest.raises(CheckFailure, match=r"(?s)case 'gradients.*no grad_fn"):
+        checks.check_mean_pool(lambda h, m: mean_pool(h, m).detach())
+
+    def pool_with_a_wrong_backward(h, m):
+        leak = (h * (1 - m[..., None])).sum(dim=1)  # (B, H): the padding's sum
+        return mean_pool(h, m) + (leak - leak.detach())  # the same values, but the padding gets a gradient
+    with pytest.raises(CheckFailure, match="the gradient of last_hidden_state"):
+        checks.check_mean_pool(pool_with_a_wrong_backward)
 
 
 # ---------------------------------------------------------------------------------------------- AdamW

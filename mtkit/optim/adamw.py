@@ -21,13 +21,14 @@ Taught in notebooks/04_adamw.ipynb.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["AdamW", "adamw_loop", "adamw_foreach"]
+__all__ = ["AdamW", "adamw_loop", "adamw_foreach", "adamw_with"]
 
 
 def _step_sizes(steps: list[int], lr: float, beta1: float, beta2: float, correct_bias: bool) -> list[float]:
@@ -84,6 +85,21 @@ def adamw_foreach(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
 
 
+def adamw_with(step_fn: Callable, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+               exp_avg_sqs: list[Tensor], steps: list[int], *, lr: float, beta1: float, beta2: float, eps: float,
+               weight_decay: float, correct_bias: bool) -> None:
+    """The same step with a learner's ``adamw_step`` (exercises/adamw.py), called once per parameter::
+
+        step_fn(param, grad, exp_avg, exp_avg_sq, step, lr=, beta1=, beta2=, eps=, weight_decay=, correct_bias=)
+
+    It updates the three tensors in place, as ``adamw_loop`` does, so the optimizer's state stays in the same
+    tensors and ``state_dict()`` and resuming work unchanged.
+    """
+    for p, g, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+        step_fn(p, g, m, v, t, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                correct_bias=correct_bias)
+
+
 class AdamW(Optimizer):
     """AdamW as in the CS224N minBERT handout.
 
@@ -125,17 +141,24 @@ class AdamW(Optimizer):
         foreach: True runs ``adamw_foreach`` (once per device and dtype in a group), False runs ``adamw_loop``.
             None (default) picks foreach for parameters on an accelerator (CUDA, MPS...) and the loop on CPU,
             where it is as fast or faster (bench/bench_optimizer.py), as torch also finds.
+        step_fn: a learner's ``adamw_step`` to run instead of the built-in update, one parameter at a time
+            (:func:`adamw_with`; the ``implementations`` training option passes it after checking it). It is
+            not part of the state dict.
 
     Taught in notebooks/04_adamw.ipynb.
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
-                 correct_bias: bool = True, *, foreach: bool | None = None):
+                 correct_bias: bool = True, *, foreach: bool | None = None, step_fn: Callable | None = None):
         _check_hyperparameters(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         correct_bias=correct_bias, foreach=foreach)
         super().__init__(params, defaults)
+        if step_fn is not None and not callable(step_fn):
+            raise TypeError(f"step_fn must be a function like adamw_step(param, grad, exp_avg, exp_avg_sq, step, "
+                            f"...), got {type(step_fn).__name__}.")
+        self.step_fn = step_fn  # an attribute, not a default: functions do not belong in a state dict
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group (as torch does), then check its values: a group may override every default."""
@@ -201,6 +224,8 @@ class AdamW(Optimizer):
                 if use_foreach is None:  # as torch decides: foreach on accelerators, the loop on CPU
                     use_foreach = device.type != "cpu"
                 update = adamw_foreach if use_foreach else adamw_loop
+                if self.step_fn is not None:
+                    update = partial(adamw_with, self.step_fn)
                 if len(buckets) == 1:
                     update(params, grads, exp_avgs, exp_avg_sqs, steps, **hyper)
                 else:

@@ -141,6 +141,10 @@ class GradientSurgery:
         self.telemetry = GradientTelemetry(self.task_names, blocks, meta={
             "method": method, "reduction": reduction, "main_task": main_task, "aux_weight": self.aux_weight,
             "telemetry_every": self.telemetry_every, "eps": self.eps})
+        # a learner's pcgrad(grads (K, P), orders (K, K - 1)) -> (P,) (exercises/pcgrad.py), run on the task
+        # gradients instead of the Gram-matrix formulation; the `implementations` training option sets it
+        self.pcgrad_fn: Callable | None = None
+        self._orders: torch.Tensor | None = None
         # counters
         self.steps_applied = 0
         self.steps_skipped = 0
@@ -203,7 +207,10 @@ class GradientSurgery:
 
         present = torch.tensor(present_list, device=gram.device)  # (K,) bool
         coefficients, weights = self._coefficients(gram, present)  # (K,), (K, K) or None
-        buffers.write_update(coefficients)
+        if self.pcgrad_fn is not None and self.method != "none":
+            buffers.write_flat(self._learner_update(present))
+        else:
+            buffers.write_update(coefficients)
         plain = self._plain_coefficients(present, gram.device)  # (K,)
         G = gram.to(coefficients.dtype)
         removed = plain - coefficients  # (K,) the update surgery took away, as a combination of the task rows
@@ -228,6 +235,22 @@ class GradientSurgery:
         return SurgeryInfo(step=step, applied=True, tasks=tasks, conflicts=conflicts, removed_norm=removed_norm,
                            telemetry_recorded=recorded)
 
+    def _learner_update(self, present: torch.Tensor) -> torch.Tensor:
+        """The (P,) update from ``pcgrad_fn`` on the task gradients (K, P), with the visiting orders the library
+        formulation drew this step; "main_aux" runs it on the two rows [g_main; g_aux]."""
+        rows = self.buffers.rows  # (K, P) float32, absent tasks' rows are zeros
+        if self.method == "main_aux":
+            A = main_aux_mixing(len(self.task_names), self.index[self.main_task], self.aux_weight,
+                                dtype=rows.dtype, device=rows.device)  # (2, K)
+            rows = A @ rows  # (2, P): g_main, g_aux
+        update = self.pcgrad_fn(rows, self._orders)  # (P,)
+        if not isinstance(update, torch.Tensor) or tuple(update.shape) != (rows.shape[1],):
+            raise ValueError(f"your pcgrad returned {type(update).__name__} of shape "
+                             f"{tuple(getattr(update, 'shape', ()))}; expected one flat update ({rows.shape[1]},).")
+        if self.reduction == "mean":
+            update = update / (2 if self.method == "main_aux" else present.sum().clamp_min(1))
+        return update
+
     # ---- the combination, on the K x K side -------------------------------------------------------------------------
     def _plain_coefficients(self, present: torch.Tensor, device: torch.device) -> torch.Tensor:
         c = present.to(torch.float64 if device.type != "mps" else torch.float32)  # (K,) 1 for each task present
@@ -241,6 +264,7 @@ class GradientSurgery:
             return self._plain_coefficients(present, gram.device), None
         if self.method == "pcgrad":
             orders = visit_orders(K, self.generator, device=gram.device)  # (K, K - 1)
+            self._orders = orders
             weights = pcgrad_weights(gram, orders, self.eps)  # (K, K); absent tasks have zero rows: no effect
             coefficients = weights.sum(dim=0)  # (K,)
             if self.reduction == "mean":
@@ -251,6 +275,7 @@ class GradientSurgery:
         A = A.to(_small(gram.device))
         gram2 = A @ gram.to(A.dtype) @ A.T  # (2, 2)
         orders = visit_orders(2, self.generator, device=gram.device)  # (2, 1)
+        self._orders = orders
         weights2 = pcgrad_weights(gram2, orders, self.eps)  # (2, 2)
         coefficients = weights2.sum(dim=0) @ A  # (K,)
         if self.reduction == "mean":

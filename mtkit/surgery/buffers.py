@@ -230,6 +230,18 @@ class FlatGradBuffers:
         c = coefficients.to(device=self.device, dtype=torch.float32)  # (K,)
         for (s, e), chunk in zip(self.block_bounds, self.chunks):
             torch.mv(chunk.T, c, out=self.update[s:e])  # (n_b,) = (n_b, K) @ (K,)
+        self._publish()
+
+    @torch.no_grad()
+    def write_flat(self, update: torch.Tensor) -> None:
+        """Every shared ``.grad`` becomes a view of ``update``, a (P,) vector in this layout (``rows``' columns)."""
+        if tuple(update.shape) != (self.num_params,):
+            raise ValueError(f"the update must be one flat vector of the {self.num_params} shared parameters, shape "
+                             f"({self.num_params},); got {tuple(update.shape)}.")
+        self.update.copy_(update)
+        self._publish()
+
+    def _publish(self) -> None:
         for flat in self._cast.values():
             flat.copy_(self.update)
         for p, view in zip(self.params, self._grad_views):
