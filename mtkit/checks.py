@@ -1058,7 +1058,8 @@ class Workbook:
             raise KeyError(f"exercises/{exercise}.py has no checked function {function!r}; it has {names}.")
         return function
 
-    def run(self, exercise: str, function: str | None = None, source: str | None = None) -> tuple[Outcome, Callable | None]:
+    def run(self, exercise: str, function: str | None = None,
+            source: str | None = None) -> tuple[Outcome, Callable | None]:
         """Check one function of ``source`` (default: this workbook's) without printing or recording; returns
         the outcome and the function that was checked (None when it could not be loaded)."""
         from mtkit.exercises import load_module
@@ -1076,8 +1077,9 @@ class Workbook:
             return outcome(FAILED, f"{check.__name__}: {err}"), None
         except Exception as err:  # a syntax error or an import that fails: the learner's file does not load
             detail = f"line {err.lineno}: {err.msg}" if isinstance(err, SyntaxError) else str(err)
+            hint = f"  Hint: fix the file so that `python {file}` runs, then run this cell again."
             return outcome(FAILED, f"{check.__name__}: {file} does not load: {type(err).__name__} ({detail})\n"
-                                   f"  Hint: fix the file so that `python {file}` runs, then run this cell again."), None
+                                   + hint), None
         fn = getattr(module, function, None)
         if not callable(fn):
             return outcome(FAILED, f"{check.__name__}: {file} has no function {function}(); keep the names and "

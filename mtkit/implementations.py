@@ -135,6 +135,39 @@ class Implementations:
             return "yours"
         return "partly yours" if mine else "the worked answers"
 
+    def describe(self, learner: str = "exercises") -> str:
+        """One sentence for a notebook: whose code trained the model."""
+        used = self.used
+        mine = [p for p in used if p.source == learner]
+        names = lambda pieces: ", ".join(COMPONENTS[p.component].function for p in pieces)  # noqa: E731
+        if used and len(mine) == len(used):
+            if learner == "solutions":
+                return (f"This model was fine-tuned by the worked answers in solutions/: {names(used)}. (The kit's "
+                        "tests and the outputs saved with this notebook use them; run the notebook with "
+                        "implementations = None to fine-tune with yours, in exercises/.)")
+            return f"This model was fine-tuned by your code in {learner}/: {names(used)}."
+        others = [p for p in used if p.source != learner]
+        if mine:
+            why = ", ".join(f"{COMPONENTS[p.component].function} ({p.message})" for p in others)
+            return (f"This model was fine-tuned partly by your code: {names(mine)} from {learner}/; the worked "
+                    f"answers did the rest: {why}.")
+        why = ", ".join(f"{COMPONENTS[p.component].function} ({p.message or 'not checked'})" for p in others)
+        return (f"The worked answers in solutions/ fine-tuned this model, because your pieces in {learner}/ are not "
+                f"ready: {why}. Write them (notebooks 03, 04 and 06) and run this section again to fine-tune with "
+                f"your own code.")
+
+    def record(self) -> dict:
+        """Per piece: the file that trained the model, and the learner's file it replaced (results files)."""
+        out = {}
+        for p in self.pieces:
+            if p.source is None:
+                out[p.component] = {"file": None, "outcome": p.message}
+                continue
+            out[p.component] = {"source": p.source, "file": p.file, "outcome": p.status}
+            if p.fallback_from:
+                out[p.component] |= {"instead_of": p.fallback_from, "why": p.message}
+        return out
+
     def __str__(self) -> str:
         width = max((len(p.component) for p in self.pieces), default=0)
         lines = []

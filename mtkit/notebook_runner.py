@@ -15,7 +15,10 @@ Profiles (``--profile``):
 - ``full``: full-size settings for a GPU and the real data (``make reproduce``).
 
 ``--data-dir DIR`` points every notebook at the CS224N files; without it the notebooks use mtkit's demo set
-(``data_dir="demo"``). ``--only 03`` (repeatable; a number or a name part) runs a subset. ``--docs FILE
+(``data_dir="demo"``). The notebooks check and use the worked answers (``exercise_source="solutions"``, and
+``implementations="solutions"`` in notebook 05), so the run shows the kit working end to end;
+``--exercise-source exercises`` checks and trains with your own exercises instead (a notebook whose exercise you
+have not written yet says so and goes on with the worked answer). ``--only 03`` (repeatable; a number or a name part) runs a subset. ``--docs FILE
 --section NAME`` also writes the summary table into a section of a Markdown file (docs/NOTEBOOKS.md), between
 markers, so the documentation's numbers come from a run and are never typed by hand.
 
@@ -188,21 +191,28 @@ def profile_parameters(profile: str, notebook: str) -> dict:
     return dict(table.get("*", {})) | dict(table.get(notebook, {}))
 
 
-def kernel_environment() -> dict:
+def kernel_environment(exercise_source: str | None = None) -> dict:
     """The environment notebook kernels run in: the inline matplotlib backend (MPLBACKEND unset, which the
-    Makefile sets to Agg for scripts) and widget callbacks that fail loudly."""
+    Makefile sets to Agg for scripts) and widget callbacks that fail loudly. ``exercise_source`` sets
+    ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows (the committed outputs are
+    built with ``"solutions"``, see tools/build_notebooks.py)."""
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
     env["MTKIT_WIDGET_ERRORS"] = "raise"
     env.setdefault("PYTHONHASHSEED", "0")
+    if exercise_source is not None:
+        env["MTKIT_EXERCISE_SOURCE"] = exercise_source
     return env
 
 
 def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None = None,
                   only: list[str] | None = None, timeout: int = 900, kernel: str = "python3",
-                  extra_parameters: dict | None = None, log=print) -> list[NotebookRun]:
+                  extra_parameters: dict | None = None, log=print,
+                  exercise_source: str = "solutions") -> list[NotebookRun]:
     """Execute the chosen notebooks in order with papermill; returns one :class:`NotebookRun` each.
 
+    ``exercise_source`` is passed as the ``exercise_source`` and ``implementations`` parameters (whose answers
+    are checked and used): the worked answers by default, ``"exercises"`` for yours.
     A failing notebook is recorded (its error and the executed copy up to the failure) and the next one runs.
     """
     import papermill as pm
@@ -223,7 +233,9 @@ def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None =
                 log(f"[runner] {name}: skipped ({path} does not exist)")
                 continue
             declared = pm.inspect_notebook(str(path))
-            wanted = profile_parameters(profile, name) | dict(extra_parameters or {})
+            wanted = profile_parameters(profile, name) | {"exercise_source": exercise_source,
+                                                          "implementations": exercise_source}
+            wanted |= dict(extra_parameters or {})
             wanted |= {"data_dir": data_dir if data_dir else "demo", "results_dir": str((out / "results").resolve())}
             parameters = {k: v for k, v in wanted.items() if k in declared}
             results_file = out / "results" / f"{name}.json"
@@ -374,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per cell before giving up (a notebook that times out is retried once)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override one parameter for every notebook (value parsed as JSON when it can be)")
+    parser.add_argument("--exercise-source", default="solutions",
+                        help="whose exercises the notebooks check and train with: solutions (the worked answers, "
+                             "the default), exercises (yours) or a folder")
     parser.add_argument("--docs", default=None, help="also write the table into this Markdown file")
     parser.add_argument("--section", default=None, help="the section name in --docs (default: from the profile)")
     args = parser.parse_args(argv)
@@ -391,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     try:
-        runs = run_notebooks(args.out, args.profile, data_dir, args.only, args.timeout, extra_parameters=extra)
+        runs = run_notebooks(args.out, args.profile, data_dir, args.only, args.timeout, extra_parameters=extra,
+                             exercise_source=args.exercise_source)
     except ValueError as err:
         print(f"mtkit.notebook_runner: {err}", file=sys.stderr)
         return 2

@@ -248,8 +248,12 @@ class Trainer:
             from mtkit.implementations import load
             self.implementations = load(config)  # raises ImplementationError with the failing check's message
             if verbose:
-                print("[mtkit] implementations (each passed its check against mtkit):\n"
-                      f"{self.implementations}")
+                hooks = self.implementations.hooks
+                note = ""
+                if (hooks.attention or hooks.layer) and (config.encoder_dropout is None or config.encoder_dropout > 0):
+                    note = ("\n  (the exercises compute the eval-mode forward: the encoder trains without dropout; "
+                            "the heads keep theirs)")
+                print(f"[mtkit] implementations (each passed its check against mtkit):\n{self.implementations}{note}")
 
         specs = [t.task_spec(config.source) for t in config.tasks]
         self.data_dir = resolve_data_dir(config, specs)

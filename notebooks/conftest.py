@@ -6,7 +6,10 @@ The kernels inherit this process's environment, so it is set here, before any ke
   backend and figures would be shown as text only (ipykernel installs the inline backend only when it is unset);
 - ``MTKIT_DATA`` is removed: the committed outputs come from the demo set, so the comparison must too;
 - ``MTKIT_WIDGET_ERRORS=raise``: a widget callback that fails raises in the cell (and fails the test) instead of
-  printing a traceback inside the widget that nobody reads.
+  printing a traceback inside the widget that nobody reads;
+- ``MTKIT_EXERCISE_SOURCE=solutions``: a notebook's ``exercise_source = None`` (your exercises/, when you run it)
+  checks the worked answers here, as when its outputs were stored, so your own exercises never change what is
+  compared.
 
 nbval waits only 5 s for a cell's last output message by default; figures and widgets on a busy CI machine can
 take longer, so each cell gets 60 s.
@@ -16,6 +19,7 @@ import os
 os.environ.pop("MPLBACKEND", None)
 os.environ.pop("MTKIT_DATA", None)
 os.environ["MTKIT_WIDGET_ERRORS"] = "raise"
+os.environ["MTKIT_EXERCISE_SOURCE"] = "solutions"
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
 

@@ -23,7 +23,9 @@ Usage::
     python tools/build_notebooks.py --strip         # rebuild without outputs (nbval then only runs them)
 
 Outputs must come from the demo data: the build refuses to run when MTKIT_DATA is set, and executes each
-notebook in the environment the tests use (notebooks/conftest.py: inline figures, strict widget callbacks).
+notebook in the environment the tests use (notebooks/conftest.py: inline figures, strict widget callbacks, and
+``MTKIT_EXERCISE_SOURCE=solutions``: the stored outputs are those of the worked answers, whatever a learner has
+written in exercises/).
 Cell ids are stable (the cell's position), and no timing metadata is stored, so a rebuild only changes what
 really changed. The committed .ipynb files are the product; edit the sources here and rebuild.
 """
@@ -110,7 +112,7 @@ def execute(nb: nbformat.NotebookNode, timeout: int = 900) -> nbformat.NotebookN
     from mtkit.notebook_runner import kernel_environment
     saved = dict(os.environ)
     os.environ.clear()
-    os.environ.update(kernel_environment())
+    os.environ.update(kernel_environment(exercise_source="solutions"))
     try:
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                                 resources={"metadata": {"path": str(TARGET)}})

@@ -31,7 +31,7 @@ batch_size = 16        # sentences per batch in the parity checks
 max_length = 64
 seed = 0
 results_dir = None
-exercise_source = "solutions"  # "exercises" to check your own answers (exercises/attention.py, ...)
+exercise_source = None  # None: your answers in exercises/ (unless $MTKIT_EXERCISE_SOURCE is set); "solutions"
 progress = True
 
 # %% tags=["nbval-ignore-output"]
@@ -43,8 +43,7 @@ import numpy as np
 import torch
 
 import mtkit
-from mtkit.checks import check_attention, check_layer_forward
-from mtkit.exercises import load_module
+from mtkit.checks import Workbook
 from mtkit.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
@@ -56,17 +55,17 @@ source = data_source(data_dir)
 #
 # Open `exercises/attention.py` and write `attention(q, k, v, attention_mask)`. The inputs are
 # `(B, heads, T, D)`; the mask is `(B, T)` with 1 for real tokens and 0 for `[PAD]`. Padded *keys* must get
-# probability zero: add a very negative number to their scores before the softmax. Then set
-# `exercise_source = "exercises"` in the parameters and run the check below. (With `"solutions"`, the check runs
-# on the worked answer in `solutions/attention.py`.)
+# probability zero: add a very negative number to their scores before the softmax. Then run the check below; it
+# checks *your* file (`exercise_source = None`). Until you have written it, the check says so and the notebook
+# goes on with the worked answer, `solutions/attention.py`; run the cell again when yours is ready.
 #
 # `check_attention` compares your function with torch's fused kernel on random and edge-case inputs, and checks
 # that gradients flow through it (autograd against a numerical gradient). When something is wrong, it says what
 # was expected, what came back, and, for the classic mistakes, which one you made.
 
 # %%
-attention = load_module("attention", exercise_source).attention
-check_attention(attention)
+book = Workbook(exercise_source)  # whose answers are checked: yours in exercises/, unless told otherwise
+attention = book.check("attention")  # yours if it passes, else the worked answer
 
 # %% [markdown]
 # A toy example: three tokens, the third is padding. Each row of `probs` is one query's distribution over the
@@ -87,8 +86,7 @@ print("rows sum to", probs[0, 0].sum(-1).numpy().round(6))
 # add & norm. The `layer` is minBERT's own `BertLayer`, so its weights are real ones.
 
 # %%
-layer_forward = load_module("transformer_layer", exercise_source).layer_forward
-check_layer_forward(layer_forward)
+layer_forward = book.check("transformer_layer")
 
 # %% [markdown]
 # ## Your layers, the pretrained weights, the whole encoder
@@ -229,12 +227,12 @@ viewer = AttentionViewer({sentence: maps,
 viewer
 
 # %%
-metrics = {"check_attention": "passed", "check_layer_forward": "passed",
+metrics = {"check_attention": book.outcome("attention"), "check_layer_forward": book.outcome("transformer_layer"),
            "your_encoder_vs_minbert_max_diff": yours_vs_minbert, "explicit_vs_fused_max_diff": explicit_vs_fused,
            "hf_parity_last_hidden_max_diff": None if parity is None else parity["last_hidden_state"],
            "hf_parity_pooler_max_diff": None if parity is None else parity["pooler_output"]}
 path = save_results("03_attention_and_minbert", metrics, results_dir, data=source.kind, device=str(device),
-                    checks={"attention": "passed", "transformer_layer": "passed"})
+                    checks=book.record())
 print(f"wrote {path.name}")
 
 # %%

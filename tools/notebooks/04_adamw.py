@@ -28,7 +28,7 @@ batch_size = 32
 max_length = 64
 seed = 0
 results_dir = None
-exercise_source = "solutions"  # "exercises" to check your own adamw_step
+exercise_source = None  # None: your answers in exercises/ (unless $MTKIT_EXERCISE_SOURCE is set); "solutions"
 toy_steps = 200        # optimizer steps on the toy loss surface
 progress = True
 
@@ -41,8 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 import mtkit
-from mtkit.checks import check_adamw_step
-from mtkit.exercises import load_module
+from mtkit.checks import Workbook
 from mtkit.notebook_runner import data_source, save_results
 from mtkit.optim import AdamW
 
@@ -57,11 +56,11 @@ source = data_source(data_dir)
 # in `exercises/adamw.py`. It updates three tensors **in place** (the optimizer's state lives in them between
 # steps). The check compares it with `mtkit.optim.adamw.adamw_loop` over several steps and settings, and
 # recognises the usual slips: torch's formula, no bias correction, decay before the step, decay scaled by
-# $\alpha_t$.
+# $\alpha_t$. It checks your file; until you have written it, the notebook goes on with the worked answer.
 
 # %%
-adamw_step = load_module("adamw", exercise_source).adamw_step
-check_adamw_step(adamw_step)
+book = Workbook(exercise_source)  # whose answers are checked: yours in exercises/, unless told otherwise
+adamw_step = book.check("adamw")  # yours if it passes, else the worked answer
 
 # %% [markdown]
 # ## From one step to an optimizer
@@ -273,7 +272,7 @@ metrics = {"mtkit_vs_torch_max_diff_eps0": differences.iloc[0]["largest |differe
            "head_dev_acc": probe_acc["mtkit AdamW"], "head_dev_acc_torch": probe_acc["torch AdamW"],
            "majority_dev_acc": majority_dev}
 path = save_results("04_adamw", metrics, results_dir, data=source.kind, device=str(device),
-                    checks={"adamw": "passed"})
+                    checks=book.record())
 print(f"wrote {path.name}")
 
 # %%

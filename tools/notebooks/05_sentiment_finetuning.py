@@ -27,6 +27,8 @@ results_dir = None
 lr_head = 1e-3         # last-linear-layer: only the head trains, so a large lr is fine
 lr_full = 5e-5         # full-model: the encoder moves too (BERT recipes use 1e-5 to 5e-5)
 eval_every = 10        # optimizer steps between dev evaluations (for the curves)
+implementations = None # last section: None = your exercises/ (unless $MTKIT_EXERCISE_SOURCE); "solutions"
+yours_steps = 30       # optimizer steps of that run
 progress = True
 
 # %% tags=["nbval-ignore-output"]
@@ -185,13 +187,50 @@ errors = cm.sum() - np.trace(cm)
 # %% tags=["nbval-ignore-output"]
 print(f"{errors} errors, of which {off_by_one} ({off_by_one / max(errors, 1):.0%}) are off by one class")
 
+# %% [markdown]
+# ## Your minBERT and your AdamW fine-tune SST
+#
+# In the CS224N project this is where *your* code does the work: the attention and the layer of notebook 03, the
+# AdamW step of notebook 04 and the mean pooling of notebook 06. The training option `implementations` swaps them
+# into the trainer: minBERT runs your `attention` in your `layer_forward`, mtkit's AdamW calls your `adamw_step`
+# for every parameter, and the head reads your `mean_pool`. Before the first step each piece goes through its
+# check against mtkit, and the trainer refuses one that does not pass, with the check's message
+# (`implementations="exercises"` in a config or `mtkit train`). In a notebook,
+# `mtkit.implementations.choose` is more forgiving: it takes yours where it passes and the worked answer where it
+# does not (yet), and says which. Your functions compute the eval-mode forward, so this encoder trains without
+# dropout.
+
+# %%
+from mtkit.exercises import resolve_source
+from mtkit.implementations import choose
+
+learner = resolve_source(implementations)  # whose code: your exercises/ unless told otherwise
+capstone = config_for("full-model", lr_full).replace(max_steps=yours_steps, eval_every=yours_steps,
+                                                     output_dir=str(workdir / "yours"))
+chosen = choose(learner, capstone)  # each piece: yours if it passes its check, else the worked answer
+
+# %% tags=["nbval-ignore-output"]
+yours = Trainer(capstone.replace(implementations=chosen.sources), verbose=progress)
+yours_result = yours.fit()
+dev_acc_yours = yours_result.best["scores"]["sst"]
+
+# %%
+print(chosen.describe(learner))
+print(f"dev accuracy after {yours_result.steps} steps above the majority baseline: {dev_acc_yours > majority}")
+
+# %% tags=["nbval-ignore-output"]
+print(f"dev accuracy {dev_acc_yours:.3f} after {yours_result.steps} steps (the full-model run above: "
+      f"{table.loc['full-model', 'dev accuracy']:.3f} after {runs['full-model'].step}; majority {majority:.3f})")
+
 # %%
 metrics = {"majority_baseline": majority,
            "dev_acc_last_linear": table.loc["last-linear-layer", "dev accuracy"],
            "dev_acc_full_model": table.loc["full-model", "dev accuracy"],
            "macro_f1_full_model": table.loc["full-model", "dev macro-F1"],
-           "share_errors_off_by_one": off_by_one / max(errors, 1)}
-path = save_results("05_sentiment_finetuning", metrics, results_dir, data=source.kind, device=str(device))
+           "share_errors_off_by_one": off_by_one / max(errors, 1),
+           "dev_acc_yours": dev_acc_yours, "yours_whose": chosen.whose(learner)}
+path = save_results("05_sentiment_finetuning", metrics, results_dir, data=source.kind, device=str(device),
+                    implementations=chosen.record())
 shutil.rmtree(workdir, ignore_errors=True)
 print(f"wrote {path.name}")
 
@@ -199,6 +238,7 @@ print(f"wrote {path.name}")
 """Sanity checks: fine-tuning beats always predicting the majority class."""
 assert table.loc["full-model", "dev accuracy"] > majority
 assert cm.sum() == len(dev_labels)
+assert chosen.ok and yours_result.steps > 0 and yours.implementations.sources == chosen.sources
 
 # %% [markdown]
 # ## Summary
@@ -209,6 +249,8 @@ assert cm.sum() == len(dev_labels)
 #   frozen vectors separate; fine-tuning everything (`full-model`) trains millions, costs a backward pass
 #   through the encoder, and usually wins clearly.
 # - The confusion matrix shows *which* errors: on sentiment they are mostly one class off.
+# - With `implementations`, the attention, layers, AdamW and pooling you wrote fine-tune the model, once each
+#   has passed its check against mtkit.
 #
 # ## Questions
 #
@@ -220,3 +262,5 @@ assert cm.sum() == len(dev_labels)
 #    being close? Would it change which model looks best?
 # 4. Mean pooling or the `[CLS]` vector for sentiment? Change `pooling` in `config_for` and compare
 #    (report D uses `[CLS]` for sentiment and mean pooling for the pairs).
+# 5. Once your pieces pass, remove the `/ sqrt(D)` from your attention and train with
+#    `Trainer(capstone.replace(implementations="exercises"))`. What does the trainer say, and when?

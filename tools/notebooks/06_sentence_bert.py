@@ -26,7 +26,7 @@ seed = 0
 results_dir = None
 lr = 5e-5              # the encoder's learning rate
 head_lr = 1e-3         # the fresh heads' learning rate (a new head needs larger steps than a pretrained encoder)
-exercise_source = "solutions"  # "exercises" to check your own mean_pool and pair_features
+exercise_source = None  # None: your answers in exercises/ (unless $MTKIT_EXERCISE_SOURCE is set); "solutions"
 progress = True
 
 # %% tags=["nbval-ignore-output"]
@@ -41,8 +41,7 @@ import pandas as pd
 import torch
 
 import mtkit
-from mtkit.checks import check_mean_pool, check_pair_features
-from mtkit.exercises import load_module
+from mtkit.checks import Workbook
 from mtkit.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
@@ -54,11 +53,12 @@ workdir = Path(tempfile.mkdtemp(prefix="mtkit-06-"))
 # ## Exercise: masked mean pooling
 #
 # Write `mean_pool(last_hidden_state, attention_mask)` in `exercises/mean_pooling.py`: the average of the
-# *real* tokens' vectors. Padding must not count, and a row with no real token must give zeros, not NaN.
+# *real* tokens' vectors. Padding must not count, and a row with no real token must give zeros, not NaN. The
+# check runs on your file; until you have written it, the notebook goes on with the worked answer.
 
 # %%
-mean_pool = load_module("mean_pooling", exercise_source).mean_pool
-check_mean_pool(mean_pool)
+book = Workbook(exercise_source)  # whose answers are checked: yours in exercises/, unless told otherwise
+mean_pool = book.check("mean_pooling")  # yours if it passes, else the worked answer
 
 # %% [markdown]
 # Why the mask matters: the same sentence, alone and padded in a batch with a longer one. With the mask, its
@@ -163,8 +163,7 @@ plt.show()
 # sentences differ.
 
 # %%
-pair_features = load_module("pair_features", exercise_source).pair_features
-check_pair_features(pair_features)
+pair_features = book.check("pair_features")
 
 # %% [markdown]
 # ## Training pair heads
@@ -233,7 +232,7 @@ metrics = {"zero_shot_sts_pearson_mean": zero_shot["mean"], "zero_shot_sts_pears
            "sts_pearson_cosine": scores["sts, cosine + CosineSimilarityLoss"],
            "sts_pearson_uv_mse": scores["sts, [u; v] + MSE"]}
 path = save_results("06_sentence_bert", metrics, results_dir, data=source.kind, device=str(device),
-                    checks={"mean_pooling": "passed", "pair_features": "passed"})
+                    checks=book.record())
 shutil.rmtree(workdir, ignore_errors=True)
 print(f"wrote {path.name}")
 

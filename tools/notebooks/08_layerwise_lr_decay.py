@@ -26,7 +26,7 @@ results_dir = None
 lr = 5e-5              # the heads' lr (depth 0)
 decays = [1.0, 0.95, 0.7]  # decay factors xi to compare (1.0 = no decay)
 weight_decay = 0.01
-exercise_source = "solutions"  # "exercises" to check your own llrd_param_groups
+exercise_source = None  # None: your answers in exercises/ (unless $MTKIT_EXERCISE_SOURCE is set); "solutions"
 progress = True
 
 # %% tags=["nbval-ignore-output"]
@@ -41,8 +41,7 @@ import pandas as pd
 import torch
 
 import mtkit
-from mtkit.checks import check_llrd_groups
-from mtkit.exercises import load_module
+from mtkit.checks import Workbook
 from mtkit.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
@@ -100,8 +99,8 @@ plt.show()
 # error rather than a silent guess.
 
 # %%
-llrd_param_groups = load_module("llrd", exercise_source).llrd_param_groups
-check_llrd_groups(llrd_param_groups)
+book = Workbook(exercise_source)  # whose answers are checked: yours in exercises/, unless told otherwise
+llrd_param_groups = book.check("llrd")  # yours if it passes, else the worked answer
 
 # %% [markdown]
 # On the real multitask model, your groups and mtkit's give every parameter the same lr:
@@ -197,7 +196,7 @@ metrics = {"num_groups": len(groups.groups), "embeddings_lr_ratio": 0.95 ** L,
            **{f"sst_acc_decay_{xi}": r["scores"]["sst"] for xi, r in results.items()},
            "movement_ratio_embeddings": moved[min(decays)]["embeddings"] / moved[max(decays)]["embeddings"]}
 path = save_results("08_layerwise_lr_decay", metrics, results_dir, data=source.kind, device=str(device),
-                    checks={"llrd": "passed"})
+                    checks=book.record())
 shutil.rmtree(workdir, ignore_errors=True)
 print(f"wrote {path.name}")
 

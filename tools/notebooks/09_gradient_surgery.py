@@ -29,7 +29,7 @@ results_dir = None
 lr = 5e-5
 head_lr = 1e-3
 telemetry_every = 1    # record the gradient-conflict telemetry every N optimizer steps
-exercise_source = "solutions"  # "exercises" to check your own project_conflicting, pcgrad, gradient_cosine
+exercise_source = None  # None: your answers in exercises/ (unless $MTKIT_EXERCISE_SOURCE is set); "solutions"
 progress = True
 
 # %% tags=["nbval-ignore-output"]
@@ -45,8 +45,7 @@ import torch
 from IPython.display import display
 
 import mtkit
-from mtkit.checks import check_gradient_cosine, check_pcgrad, check_pcgrad_projection
-from mtkit.exercises import load_module
+from mtkit.checks import Workbook
 from mtkit.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
@@ -81,8 +80,8 @@ display(toy.figure)
 # when they conflict, return $g_i$ unchanged otherwise, and never divide by zero.
 
 # %%
-pcgrad_exercise = load_module("pcgrad", exercise_source)
-check_pcgrad_projection(pcgrad_exercise.project_conflicting)
+book = Workbook(exercise_source)  # whose answers are checked: yours in exercises/, unless told otherwise
+project_conflicting = book.check("pcgrad", "project_conflicting")  # yours if it passes, else the worked answer
 
 # %% [markdown]
 # ## Exercise 2: the whole algorithm
@@ -93,7 +92,7 @@ check_pcgrad_projection(pcgrad_exercise.project_conflicting)
 # computes the same thing on the small $K \times K$ Gram matrix of the gradients instead of on the long vectors.
 
 # %%
-check_pcgrad(pcgrad_exercise.pcgrad)
+your_pcgrad = book.check("pcgrad", "pcgrad")
 
 # %% [markdown]
 # ## Exercise 3: measuring conflict
@@ -102,8 +101,7 @@ check_pcgrad(pcgrad_exercise.pcgrad)
 # tensors (one per parameter); the cosine is taken over all of them at once.
 
 # %%
-gradient_cosine = load_module("gradient_cosine", exercise_source).gradient_cosine
-check_gradient_cosine(gradient_cosine)
+gradient_cosine = book.check("gradient_cosine")
 
 # %% [markdown]
 # ## Real gradients, by hand
@@ -148,7 +146,7 @@ cosines.round(3)
 # %% tags=["nbval-ignore-output"]
 G = torch.stack([torch.cat([g.flatten() for g in task_grads[t]]) for t in names])  # (K, P)
 orders = visit_orders(len(names), torch.Generator().manual_seed(seed))
-yours = pcgrad_exercise.pcgrad(G, orders)
+yours = your_pcgrad(G, orders)
 reference = (pcgrad_weights(gram_matrix(G), orders).sum(dim=0).to(G.dtype) @ G)  # mtkit's Gram-matrix PCGrad
 relative_difference = ((yours - reference).norm() / reference.norm()).item()  # over the whole vector
 print(f"{G.shape[0]} tasks x {G.shape[1]:,} parameters; |yours - mtkit's| / |mtkit's| = {relative_difference:.1e}")
@@ -228,7 +226,7 @@ metrics = {"telemetry_steps": int(telemetry["pcgrad"]["step"].nunique()),
            "conflict_rate_none": conflict_rate(telemetry["none"]),
            "overall_pcgrad": runs["pcgrad"].best["overall"], "overall_none": runs["none"].best["overall"]}
 path = save_results("09_gradient_surgery", metrics, results_dir, data=source.kind, device=str(device),
-                    checks={"pcgrad": "passed", "gradient_cosine": "passed"})
+                    checks=book.record())
 shutil.rmtree(workdir, ignore_errors=True)
 print(f"wrote {path.name}")
 
