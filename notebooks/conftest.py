@@ -13,8 +13,15 @@ The kernels inherit this process's environment, so it is set here, before any ke
 
 nbval waits only 5 s for a cell's last output message by default; figures and widgets on a busy CI machine can
 take longer, so each cell gets 60 s.
+
+Outside CI (``$CI`` unset), a notebook you have run and saved is skipped with a message instead of failing: its
+outputs no longer match the fingerprint the build stored (``mtkit.notebook_outputs``); so is a notebook in this
+folder that is not one of the kit's (a copy of yours). In CI every notebook is compared.
 """
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.pop("MPLBACKEND", None)
 os.environ.pop("MTKIT_DATA", None)
@@ -23,7 +30,26 @@ os.environ["MTKIT_EXERCISE_SOURCE"] = "solutions"
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
+def _skip_reason(path: Path) -> str | None:
+    """Why a notebook is not compared here (None: it is). Never skips in CI."""
+    from mtkit.exercises import in_ci
+    from mtkit.notebook_outputs import changed_locally
+    from mtkit.notebook_runner import NOTEBOOKS
+    if in_ci():
+        return None
+    if path.stem not in NOTEBOOKS:
+        return (f"{path.name} is not one of the kit's notebooks (a copy of yours?); nbval compares only the kit's "
+                "notebooks with their committed outputs. Keep your copies outside notebooks/ (e.g. in work/).")
+    return changed_locally(path)
+
+
 def pytest_collection_modifyitems(config, items):
+    reasons: dict[Path, str | None] = {}
     for item in items:
         if type(item).__name__ == "IPyNbCell":
             item.output_timeout = 60
+            path = Path(str(item.path))
+            if path not in reasons:
+                reasons[path] = _skip_reason(path)
+            if reasons[path]:
+                item.add_marker(pytest.mark.skip(reason=reasons[path]))

@@ -27,7 +27,10 @@ notebook in the environment the tests use (notebooks/conftest.py: inline figures
 ``MTKIT_EXERCISE_SOURCE=solutions``: the stored outputs are those of the worked answers, whatever a learner has
 written in exercises/).
 Cell ids are stable (the cell's position), and no timing metadata is stored, so a rebuild only changes what
-really changed. The committed .ipynb files are the product; edit the sources here and rebuild.
+really changed. Each notebook stores a fingerprint of the outputs written (``metadata.mtkit.outputs_sha256``,
+``mtkit.notebook_outputs``): nbval skips a notebook a learner has run and saved (outside CI), and ``--check``
+reports a committed notebook whose outputs no longer match. The committed .ipynb files are the product; edit
+the sources here and rebuild.
 """
 from __future__ import annotations
 
@@ -145,6 +148,11 @@ def differences(source: Path) -> list[str]:
             break
     if any(c.cell_type == "code" and c.execution_count is None for c in committed.cells):
         problems.append(f"{target.name}: not executed (run --execute so nbval has outputs to compare)")
+    from mtkit.notebook_outputs import outputs_fingerprint, stored_fingerprint
+    stored = stored_fingerprint(committed)
+    if stored is not None and stored != outputs_fingerprint(committed):
+        problems.append(f"{target.name}: its outputs differ from the ones the build stored (saved from a notebook "
+                        f"server?); rebuild it with --execute --only {source.stem[:2]}")
     return problems
 
 
@@ -176,6 +184,8 @@ def main(argv=None) -> int:
             nb = execute(nb)
             print(f"{source.stem}: executed in {time.perf_counter() - start:.1f} s")
         target = TARGET / f"{source.stem}.ipynb"
+        from mtkit.notebook_outputs import stamp
+        stamp(nb)
         nbformat.write(nb, str(target))
         print(f"wrote {target.relative_to(REPO)}")
     return 0

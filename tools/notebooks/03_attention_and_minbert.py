@@ -227,7 +227,8 @@ viewer = AttentionViewer({sentence: maps,
 viewer
 
 # %%
-metrics = {"check_attention": book.outcome("attention"), "check_layer_forward": book.outcome("transformer_layer"),
+metrics = {"check_attention": book.outcome("attention"),
+           "check_layer_forward": book.outcome("transformer_layer"),
            "your_encoder_vs_minbert_max_diff": yours_vs_minbert, "explicit_vs_fused_max_diff": explicit_vs_fused,
            "hf_parity_last_hidden_max_diff": None if parity is None else parity["last_hidden_state"],
            "hf_parity_pooler_max_diff": None if parity is None else parity["pooler_output"]}
