@@ -128,8 +128,10 @@ class Implementations:
         return all(p.status == "passed" for p in self.used)
 
     def whose(self, learner: str = "exercises") -> str:
-        """"yours" when every piece used comes from ``learner``, "the worked answers" when none does, else
-        "partly yours"."""
+        """"yours" when every piece used comes from ``learner``, "the worked answers" when none does (or the
+        learner's source is ``solutions``), else "partly yours"."""
+        if learner == "solutions":
+            return "the worked answers"
         mine = [p for p in self.used if p.source == learner]
         if self.used and len(mine) == len(self.used):
             return "yours"

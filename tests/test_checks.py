@@ -338,3 +338,76 @@ def test_check_result_lists_its_cases():
     result = checks.check_pair_features(SOL["pair_features"].pair_features)
     assert str(result) == "check_pair_features: pair_features() passed all 3 cases"
     assert repr(result).splitlines()[1] == "  ok  a batch of 2 pairs, H = 4"
+
+
+# ---------------------------------------------------------------------------------------------- learner mode
+def _folder_with(tmp_path, **files):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / f"{name}.py").write_text(text)
+    return folder
+
+
+def test_workbook_a_stub_is_not_written_yet_and_the_notebook_goes_on_with_the_worked_answer(tmp_path, capsys):
+    from mtkit.exercises import find_root, generate
+    stubs = tmp_path / "exercises"
+    generate(find_root() / "solutions", stubs)
+    book = checks.Workbook(str(stubs))
+    fn = book.check("attention")
+    out = capsys.readouterr().out
+    assert out.startswith(f"check_attention: not written yet: open {stubs}/attention.py, function attention()")
+    assert "this notebook uses the worked answer, solutions/attention.py" in out
+    assert fn.__module__ == "mtkit_solutions_attention"
+    assert book.outcome("attention") == "not written yet"
+    assert book.record()["attention"] | {"file": None} == {
+        "source": str(stubs), "file": None, "outcome": "not written yet",
+        "functions": {"attention": "not written yet"}, "used_instead": "solutions/attention.py"}
+
+
+def test_workbook_a_wrong_answer_shows_the_checks_message_and_a_right_one_is_used(tmp_path, capsys):
+    wrong = "import torch\n\n\ndef mean_pool(last_hidden_state, attention_mask):\n    return last_hidden_state.mean(1)\n"
+    right = ("def pair_features(u, v):\n    import torch\n    return torch.cat([u, v, (u - v).abs()], dim=-1)\n")
+    folder = _folder_with(tmp_path, mean_pooling=wrong, pair_features=right)
+    book = checks.Workbook(str(folder))
+    fn = book.check("mean_pooling")
+    out = capsys.readouterr().out
+    assert "check_mean_pool: mean_pool() failed on case" in out and "expected" in out and "Hint:" in out
+    assert "classic mistake: a plain mean over all T positions" in out
+    assert "Until it passes, this notebook uses the worked answer, solutions/mean_pooling.py" in out
+    assert fn is not None and fn.__module__ == "mtkit_solutions_mean_pooling"
+    assert book.outcome("mean_pooling").startswith("failed: check_mean_pool: mean_pool() failed on case")
+    assert "classic mistake" in book.outcome("mean_pooling")
+    mine = book.check("pair_features")
+    assert "passed all 3 cases" in capsys.readouterr().out and mine.__module__.endswith("_pair_features")
+    assert book.record()["pair_features"]["outcome"] == "passed" and "used_instead" not in book.record()[
+        "pair_features"]
+
+
+def test_workbook_a_file_that_does_not_load_or_lacks_the_function_is_explained(tmp_path):
+    folder = _folder_with(tmp_path, attention="def attention(q, k, v, attention_mask=None)\n    pass\n",
+                          adamw="def adam_step(*args):\n    pass\n")
+    book = checks.Workbook(str(folder), verbose=False)
+    book.check("attention")
+    book.check("adamw")
+    assert book.outcome("attention").startswith("failed: check_attention:") and "SyntaxError" in book.outcome(
+        "attention")
+    assert "has no function adamw_step()" in book.outcome("adamw")
+    assert "No " in book.run("llrd")[0].message  # no file at all
+
+
+def test_workbook_needs_the_function_name_for_a_file_with_two_and_refuses_a_failing_worked_answer(tmp_path):
+    book = checks.Workbook("solutions", verbose=False)
+    with pytest.raises(ValueError, match="holds 2 functions"):
+        book.check("pcgrad")
+    folder = _folder_with(tmp_path, pair_features="def pair_features(u, v):\n    return u\n")
+    with pytest.raises(RuntimeError, match="bug of the kit"):
+        checks.Workbook(str(folder), fallback=str(folder), verbose=False).check("pair_features")
+
+
+def test_workbook_checks_leave_the_callers_random_stream_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    checks.Workbook("solutions", verbose=False).check("transformer_layer")  # its check calls torch.manual_seed
+    assert torch.equal(torch.rand(3), expected)

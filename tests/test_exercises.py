@@ -1,4 +1,9 @@
-"""Exercises are generated from solutions: no diff, no leaks, solutions pass, exercises fail at their stubs."""
+"""Exercises are generated from solutions: no diff, no leaks, solutions pass, exercises fail at their stubs.
+
+The sync tests check generated exercises. On a learner's machine an exercise they have edited (its fingerprint
+no longer matches its text) is theirs: those tests report it as "yours, not checked for sync" (a skip), never as
+a failure. In CI (``$CI`` set) every exercise must be exactly as generated.
+"""
 from __future__ import annotations
 
 import re
@@ -10,6 +15,7 @@ import pytest
 
 from mtkit import exercises as ex
 from mtkit.checks import EXERCISES, check_exercise
+from mtkit.exercises import in_ci, is_pristine
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -30,32 +36,47 @@ def _block_lines(text: str) -> list[str]:
     return found
 
 
+def generated_exercise(name: str) -> str:
+    """The text of exercises/<name>.py when it is as generated; a learner's edited one is skipped (CI: fails)."""
+    text = (EXERCISES_DIR / f"{name}.py").read_text(encoding="utf-8")
+    if not is_pristine(text):
+        if in_ci():
+            pytest.fail(f"exercises/{name}.py was edited (its fingerprint does not match its text); CI checks the "
+                        f"generated exercises: run `python -m mtkit.exercises solutions exercises --force`.")
+        pytest.skip(f"exercises/{name}.py is yours (edited), not checked for sync")
+    return text
+
+
 def test_every_solution_has_checks_and_an_exercise():
     assert NAMES, "solutions/ is empty"
     assert set(NAMES) == set(EXERCISES), "solutions/ and mtkit.checks.EXERCISES must list the same exercises"
     assert sorted(p.stem for p in EXERCISES_DIR.glob("*.py")) == NAMES
 
 
-def test_regenerating_leaves_no_diff(tmp_path):
+@pytest.mark.parametrize("name", NAMES)
+def test_regenerating_leaves_no_diff(name, tmp_path):
+    current = generated_exercise(name)
     out = tmp_path / "exercises"
     report = ex.generate(SOLUTIONS, out)
     assert len(report.written) == len(NAMES) and report.ok
-    for name in NAMES:
-        assert (out / f"{name}.py").read_bytes() == (EXERCISES_DIR / f"{name}.py").read_bytes(), (
-            f"exercises/{name}.py is stale: run `make exercises`")
+    assert (out / f"{name}.py").read_text(encoding="utf-8") == current, (
+        f"exercises/{name}.py is stale: run `make exercises`")
 
 
 def test_check_mode_of_the_command_passes_on_the_repository():
     result = subprocess.run([sys.executable, "-m", "mtkit.exercises", "solutions", "exercises", "--check"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 unchanged" in result.stdout or f"{len(NAMES)} unchanged" in result.stdout
+    edited = [n for n in NAMES if not is_pristine((EXERCISES_DIR / f"{n}.py").read_text(encoding="utf-8"))]
+    assert f"{len(NAMES) - len(edited)} unchanged" in result.stdout
+    if edited:
+        assert f"{len(edited)} yours, not checked for sync" in result.stdout
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_no_solution_line_leaks_into_the_exercise(name):
     solution = (SOLUTIONS / f"{name}.py").read_text(encoding="utf-8")
-    exercise = (EXERCISES_DIR / f"{name}.py").read_text(encoding="utf-8")
+    exercise = generated_exercise(name)
     exercise_lines = {line.strip() for line in exercise.splitlines()}
     trivial = {")", "]", "}", "else:", "try:", "pass", "return"}
     block = [line for line in _block_lines(solution) if line not in trivial]
@@ -72,7 +93,7 @@ def test_no_solution_line_leaks_into_the_exercise(name):
 def test_exercise_keeps_signatures_docstrings_and_names_the_file(name):
     import ast
     solution = ast.parse((SOLUTIONS / f"{name}.py").read_text(encoding="utf-8"))
-    text = (EXERCISES_DIR / f"{name}.py").read_text(encoding="utf-8")
+    text = generated_exercise(name)
     exercise = ast.parse(text)
     assert f"edit this file, exercises/{name}.py" in text.splitlines()[1]
     assert ast.get_docstring(exercise) == ast.get_docstring(solution)
@@ -92,6 +113,7 @@ def test_solutions_pass_all_their_checks(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_exercises_fail_at_the_first_stub_and_name_it(name):
+    generated_exercise(name)
     first = EXERCISES[name][0][0]
     with pytest.raises(NotImplementedError) as info:
         check_exercise(name, source="exercises", root=REPO)
@@ -184,3 +206,34 @@ def test_load_module_says_what_is_available(tmp_path):
     assert callable(module.attention)
     with pytest.raises(FileNotFoundError, match="Available"):
         ex.load_module("nope", "solutions", root=REPO)
+
+
+def test_check_mode_calls_an_edited_exercise_yours_outside_ci_and_a_problem_in_ci(tmp_path, monkeypatch, capsys):
+    sol, out = tmp_path / "solutions", tmp_path / "exercises"
+    sol.mkdir()
+    (sol / "s.py").write_text(SAMPLE, encoding="utf-8")
+    (sol / "t.py").write_text(SAMPLE, encoding="utf-8")
+    ex.generate(sol, out)
+    (out / "s.py").write_text((out / "s.py").read_text().replace("raise NotImplementedError()", "return 0", 1))
+    monkeypatch.delenv("CI", raising=False)
+    report = ex.generate(sol, out, check=True)
+    assert report.ok and report.yours == [ex._display(out / "s.py")] and len(report.unchanged) == 1
+    assert "1 yours, not checked for sync" in str(report)
+    assert ex.main([str(sol), str(out), "--check"]) == 0
+    assert "yours, not checked for sync" in capsys.readouterr().out
+    assert ex.main([str(sol), str(out), "--check", "--strict"]) == 1
+    monkeypatch.setenv("CI", "true")
+    strict = ex.generate(sol, out, check=True)
+    assert not strict.ok and "differs" in strict.problems[0] and not strict.yours
+    assert ex.main([str(sol), str(out), "--check"]) == 1
+    # a stale exercise nobody edited is a problem everywhere: the solution changed without regenerating
+    monkeypatch.setenv("CI", "false")
+    (sol / "t.py").write_text(SAMPLE.replace('"""Doc of f."""', '"""New doc."""'), encoding="utf-8")
+    assert any("t.py differs" in p for p in ex.generate(sol, out, check=True).problems)
+
+
+@pytest.mark.parametrize("value, expected", [("", False), ("0", False), ("false", False), ("no", False),
+                                             ("true", True), ("1", True), ("yes", True)])
+def test_in_ci_reads_the_ci_variable(monkeypatch, value, expected):
+    monkeypatch.setenv("CI", value)
+    assert ex.in_ci() is expected

@@ -163,7 +163,9 @@ def test_choose_takes_the_learners_piece_where_it_passes_and_the_worked_answer_e
     assert "instead of" in capsys.readouterr().out
     trainer = Trainer(config(demo, tmp_path / "run", implementations=chosen.sources), verbose=False)
     assert trainer.implementations.sources == chosen.sources
-    assert impl.choose("solutions", config(demo, tmp_path / "x"), verbose=False).whose("solutions") == "yours"
+    solutions = impl.choose("solutions", config(demo, tmp_path / "x"), verbose=False)
+    assert solutions.whose("solutions") == "the worked answers"
+    assert all(p.source == "solutions" and p.fallback_from is None for p in solutions.used)
 
 
 @pytest.mark.parametrize("value, words", [
@@ -269,3 +271,15 @@ def test_a_learners_pcgrad_with_a_wrong_shape_gets_a_clear_error():
         surgery.capture(task)
     with pytest.raises(ValueError, match="expected one flat update"):
         surgery.step(1)
+
+
+def test_mtkit_train_refuses_a_broken_piece_with_the_checks_message(tmp_path, capsys):
+    from mtkit import cli
+    broken = copy_of_solutions(tmp_path / "broken")
+    source = (broken / "mean_pooling.py").read_text()
+    (broken / "mean_pooling.py").write_text(source.replace(".clamp(min=1.0)", ""))  # a row of padding: 0 / 0
+    code = cli.main(["train", "--config", str(REPO / "examples" / "tiny_demo.yaml"), "--output-dir",
+                     str(tmp_path / "run"), "--set", f"implementations={broken}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "refusing to train" in err and "check_mean_pool" in err
+    assert "a row with no real token at all" in err and not (tmp_path / "run").exists()

@@ -116,3 +116,113 @@ def test_results_record_whose_code_was_checked_and_the_outcome(tmp_path):
     assert json.loads(path.read_text())["checks"] == {"pcgrad": {
         "source": "solutions", "file": "solutions/pcgrad.py", "outcome": "passed",
         "functions": {"project_conflicting": "passed", "pcgrad": "passed"}}}
+
+
+# ------------------------------------------------------------------------------------------------ learner edits
+def _learner_checkout(tmp_path: Path) -> Path:
+    """A copy of what the sync tests read (tests/test_exercises.py, solutions/, exercises/), with one exercise
+    written the way a learner would: its stub replaced by a working answer."""
+    import shutil
+    root = tmp_path / "checkout"
+    (root / "tests").mkdir(parents=True)
+    (root / "mtkit").mkdir()  # find_root looks for solutions/ beside mtkit/
+    shutil.copy(REPO / "tests" / "test_exercises.py", root / "tests" / "test_exercises.py")
+    shutil.copytree(REPO / "solutions", root / "solutions")
+    (root / "exercises").mkdir()
+    generate(root / "solutions", root / "exercises")
+    exercise = root / "exercises" / "mean_pooling.py"
+    stub = "    # YOUR CODE HERE\n    raise NotImplementedError()"
+    answer = ("    keep = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)\n"
+              "    return (last_hidden_state * keep).sum(1) / keep.sum(1).clamp(min=1.0)")
+    exercise.write_text(exercise.read_text().replace(stub, answer))
+    return root
+
+
+def _pytest(args, cwd, ci: str | None):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    if ci is not None:
+        env["CI"] = ci
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_an_edited_exercise_is_yours_on_a_learners_machine_and_a_failure_in_ci(tmp_path):
+    root = _learner_checkout(tmp_path)
+    learner = _pytest(["tests/test_exercises.py"], root, ci=None)
+    assert learner.returncode == 0, learner.stdout[-3000:]
+    assert "exercises/mean_pooling.py is yours (edited), not checked for sync" in learner.stdout
+    assert " failed" not in learner.stdout
+    ci = _pytest(["tests/test_exercises.py", "-x"], root, ci="true")
+    assert ci.returncode == 1 and "exercises/mean_pooling.py was edited" in ci.stdout, ci.stdout[-3000:]
+
+
+def _tiny_kit_notebooks(tmp_path: Path) -> Path:
+    """notebooks/ with the kit's conftest and sanitizers and one small notebook, built and stamped like the
+    kit's (its name is one of the kit's so that only the fingerprint decides)."""
+    import shutil
+    from mtkit.notebook_outputs import stamp
+    folder = tmp_path / "kit" / "notebooks"
+    folder.mkdir(parents=True)
+    for name in ("conftest.py", "sanitize.cfg"):
+        shutil.copy(REPO / "notebooks" / name, folder / name)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)"), nbformat.v4.new_code_cell("'the kit'")]
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
+    nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "'the kit'"},
+                                                  execution_count=2)]
+    for i, cell in enumerate(nb.cells):
+        cell.execution_count = i + 1
+        cell.id = f"c{i}"
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
+    stamp(nb)
+    nbformat.write(nb, str(folder / "01_setup_and_data.ipynb"))
+    return folder
+
+
+@pytest.mark.slow
+def test_a_notebook_saved_by_the_learner_is_skipped_with_a_message_except_in_ci(tmp_path):
+    folder = _tiny_kit_notebooks(tmp_path)
+    args = ["--nbval", "notebooks", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/sanitize.cfg"]
+    assert _pytest(args, folder.parent, ci=None).returncode == 0  # as built: compared, and it passes
+    path = folder / "01_setup_and_data.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[0].outputs[0].text = "41\n"  # as if the learner ran it with other code and saved it
+    nbformat.write(nb, str(path))
+    (folder / "01_setup_and_data-Copy1.ipynb").write_text(path.read_text())  # and saved a copy beside it
+    learner = _pytest(args, folder.parent, ci=None)
+    assert learner.returncode == 0, learner.stdout[-3000:]
+    assert "01_setup_and_data.ipynb: its outputs were changed since the kit stored them" in learner.stdout
+    assert "01_setup_and_data-Copy1.ipynb is not one of the kit's notebooks" in learner.stdout
+    assert "passed" not in learner.stdout.splitlines()[-1]  # everything was skipped
+    ci = _pytest(args, folder.parent, ci="true")
+    assert ci.returncode == 1 and "failed" in ci.stdout.splitlines()[-1], ci.stdout[-3000:]
+
+
+def test_the_fingerprint_sees_changed_outputs_only(tmp_path):
+    from mtkit.notebook_outputs import changed_locally, outputs_fingerprint, stored_fingerprint
+    path = _tiny_kit_notebooks(tmp_path) / "01_setup_and_data.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    assert changed_locally(path) is None and stored_fingerprint(nb) == outputs_fingerprint(nb)
+    nb.cells[0].metadata["collapsed"] = True  # a front end's view state is not an output
+    nb.metadata["language_info"] = {"name": "python", "version": "3.12"}
+    nbformat.write(nb, str(path))
+    assert changed_locally(path) is None
+    nb.cells[1].execution_count = 7  # re-run
+    nbformat.write(nb, str(path))
+    assert "outputs were changed" in changed_locally(path)
+    del nb.metadata["mtkit"]  # built before fingerprints: compared as always
+    nbformat.write(nb, str(path))
+    assert changed_locally(path) is None
+    path.write_text("{not json")
+    assert "cannot be read" in changed_locally(path)
+
+
+def test_every_committed_notebook_matches_the_outputs_fingerprint_it_carries():
+    from mtkit.notebook_outputs import outputs_fingerprint, stored_fingerprint
+    for name in nr.NOTEBOOKS:
+        nb = nbformat.read(str(REPO / "notebooks" / f"{name}.ipynb"), as_version=4)
+        stored = stored_fingerprint(nb)
+        assert stored is None or stored == outputs_fingerprint(nb), f"{name}: rebuild it (tools/build_notebooks.py)"

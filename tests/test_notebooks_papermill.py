@@ -2,8 +2,9 @@
 
 The run goes through ``mtkit.notebook_runner`` (the code behind ``make demo``), once for the module, with the
 ``small`` profile on the demo data. Each notebook's JSON is checked against bounds that a working notebook
-meets and a broken one does not (e.g. accuracy above the majority baseline). The notebooks also run every
-worked solution through its check (``exercise_source="solutions"``), so this runs every solution too.
+meets and a broken one does not (e.g. accuracy above the majority baseline). The runner passes
+``exercise_source="solutions"``, so the notebooks run every worked solution through its check too (and
+notebook 05 fine-tunes with them swapped in); tests/test_learner_mode.py runs 03 and 04 on the stubs.
 
 The runner's pieces that need no kernel are tested separately, fast.
 """
@@ -50,6 +51,7 @@ BOUNDS = {
     ],
     "05_sentiment_finetuning": [
         ("dev_acc_full_model", lambda v: v >= 0.3, "fine-tuning beats the majority baseline"),
+        ("yours_whose", lambda v: v == "the worked answers", "the last run trained with the worked answers"),
         ("majority_baseline", lambda v: 0 < v < 0.5, "a 5-class majority baseline"),
     ],
     "06_sentence_bert": [
@@ -111,10 +113,18 @@ def test_notebook_runs_and_its_results_are_sane(small_run, name):
 @pytest.mark.slow
 def test_every_solution_ran_through_a_notebook_and_the_summary_was_written(small_run):
     out, runs = small_run
-    passed = {}
+    checked = {}
     for run in runs.values():
-        passed |= (run.results or {}).get("checks", {})
-    assert {name for name, status in passed.items() if status == "passed"} == set(EXERCISES)
+        checked |= (run.results or {}).get("checks", {})
+    assert {name for name, record in checked.items()
+            if record["source"] == "solutions" and record["outcome"] == "passed"} == set(EXERCISES)
+    assert all(set(record["functions"].values()) == {"passed"} for record in checked.values())
+    # notebook 05's last run trained with the worked answers' attention, layer, AdamW and pooling
+    trained = runs["05_sentiment_finetuning"].results["implementations"]
+    assert {piece for piece, record in trained.items() if record.get("file")} == {
+        "attention", "transformer_layer", "adamw", "mean_pooling"}
+    assert all(record["outcome"] == "passed" and "instead_of" not in record
+               for record in trained.values() if record.get("file"))
     summary = json.loads((out / "summary.json").read_text())
     assert [n["name"] for n in summary["notebooks"]] == nr.NOTEBOOKS
     assert "| 01_setup_and_data | ok |" in (out / "summary.md").read_text()
