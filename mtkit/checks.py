@@ -50,6 +50,8 @@ from typing import Callable
 
 import torch
 
+from mtkit.exercises import SOURCE_ENV
+
 __all__ = ["CheckFailure", "CheckResult", "NotWrittenYet", "Outcome", "Workbook", "rel_error", "numerical_gradient", "gradient_check",
            "check_attention", "check_layer_forward", "check_adamw_step", "check_mean_pool", "check_pair_features",
            "check_llrd_groups", "check_pcgrad_projection", "check_pcgrad", "check_gradient_cosine",
@@ -966,7 +968,6 @@ def check_exercise(name: str, source: str = "solutions", root=None) -> list[Chec
 
 # ---------------------------------------------------------------------------------------------- learner mode
 PASSED, FAILED, NOT_WRITTEN = "passed", "failed", "not written yet"
-SOURCE_ENV = "MTKIT_EXERCISE_SOURCE"  # the same name as mtkit.exercises.SOURCE_ENV
 
 
 @dataclass

@@ -27,7 +27,7 @@ results_dir = None
 lr_head = 1e-3         # last-linear-layer: only the head trains, so a large lr is fine
 lr_full = 5e-5         # full-model: the encoder moves too (BERT recipes use 1e-5 to 5e-5)
 eval_every = 10        # optimizer steps between dev evaluations (for the curves)
-implementations = None # last section: None = your exercises/ (unless $MTKIT_EXERCISE_SOURCE); "solutions"
+implementations = None  # last section's run: your exercises/ (unless $MTKIT_EXERCISE_SOURCE); or "solutions"
 yours_steps = 30       # optimizer steps of that run
 progress = True
 
