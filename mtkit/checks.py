@@ -52,7 +52,8 @@ import torch
 
 from mtkit.exercises import SOURCE_ENV
 
-__all__ = ["CheckFailure", "CheckResult", "NotWrittenYet", "Outcome", "Workbook", "rel_error", "numerical_gradient", "gradient_check",
+__all__ = ["CheckFailure", "CheckResult", "NotWrittenYet", "Outcome", "Workbook", "rel_error", "numerical_gradient",
+           "gradient_check",
            "check_attention", "check_layer_forward", "check_adamw_step", "check_mean_pool", "check_pair_features",
            "check_llrd_groups", "check_pcgrad_projection", "check_pcgrad", "check_gradient_cosine",
            "EXERCISES", "check_exercise"]
