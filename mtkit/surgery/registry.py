@@ -102,7 +102,8 @@ class Registry(Mapping):
         """A few plain lines: ``name (options) - summary``, for ``--help``."""
         lines = []
         for row in self.describe():
-            opts = ", ".join(f"{k}={v!r}" for k, v in row["options"].items())
+            opts = ", ".join(f"{k}=<required>" if v is inspect.Parameter.empty else f"{k}={v!r}"
+                             for k, v in self.options(row["name"]).items())
             lines.append(f"{row['name']}{f' ({opts})' if opts else ''} - {row['summary']}")
         return "\n".join(lines)
 
