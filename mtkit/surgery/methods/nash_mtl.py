@@ -12,7 +12,7 @@ f(a) = a.T G a / 2 - sum_i log a_i (for G positive definite), so we minimise f w
 converges quadratically: about 5 iterations to machine precision. (The paper's code approximates the
 same point with a sequence of cvxpy problems; general solvers from scipy reach 1e-8 in ~100 ms a call,
 too slow for every step, so these few lines are written by hand.) The solve runs on G / s (s = trace / k)
-and a = a_s / sqrt(s) brings the weights back to G's scale; a 1e-10 ridge on G / s keeps f bounded when
+and a = a_s / sqrt(s) brings the weights back to G's scale; a 1e-12 ridge on G / s keeps f bounded when
 gradients are linearly dependent.
 
 As in the paper: ``update_every`` N reuses the last weights for N - 1 steps (the paper's cheaper
@@ -81,7 +81,7 @@ class NashMTL(GramWeighting):
         extra = {"solved": not reuse}
         if not reuse:
             G, s = normalized(step.gram.cpu())  # (k, k)
-            G = G + 1e-10 * torch.eye(G.shape[0], dtype=G.dtype)
+            G = G + 1e-12 * torch.eye(G.shape[0], dtype=G.dtype)
             start = self.alpha[index].numpy() * s ** 0.5 if bool(self.solved_for[index].all()) else None
             a, iterations = nash_weights(G.numpy(), start)
             self.alpha[index] = torch.as_tensor(a, dtype=torch.float64) / s ** 0.5
