@@ -9,6 +9,7 @@ torch, numpy and scipy, so we install LibMTL with ``--no-deps`` (see the Makefil
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -62,6 +63,17 @@ def libmtl_weighting(name: str):
     return getattr(importlib.import_module(f"LibMTL.weighting.{name}"), name)
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """LibMTL makes its helper tensors (``torch.zeros(n)``, its parameters) in the default dtype."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def run_libmtl(name: str, J: torch.Tensor, losses: torch.Tensor | None = None, **kwargs):
     """Run LibMTL's weighting ``name`` on the Jacobian J (K, P) as its trainer would; returns (update, result).
 
@@ -70,12 +82,8 @@ def run_libmtl(name: str, J: torch.Tensor, losses: torch.Tensor | None = None, *
     """
     cls = libmtl_weighting(name)
     K = J.shape[0]
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(J.dtype)  # LibMTL makes its helper tensors (torch.zeros(n), ...) in the default dtype
-    try:
+    with default_dtype(J.dtype):
         return _run_libmtl(cls, J, K, losses, kwargs)
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _run_libmtl(cls, J, K, losses, kwargs):
