@@ -60,11 +60,11 @@ class CAGrad(GramWeighting):
         G, _ = normalized(step.gram)  # (k, k)
         k = G.shape[0]
         mean = G.new_full((k,), 1.0 / k)  # (k,) coefficients of g0
-        sqrt_phi = self.c * float(mean @ G @ mean) ** 0.5  # c |g0|, in units of the normalised Gram
+        sqrt_phi = self.c * max(float(mean @ G @ mean), 0.0) ** 0.5  # c |g0|, in the normalised Gram's units
         coefficients = mean.clone()
         if sqrt_phi > 0:
             w = torch.as_tensor(cagrad_simplex_weights(G.cpu().numpy(), sqrt_phi), dtype=G.dtype, device=G.device)
-            gw_norm = float(w @ G @ w) ** 0.5
+            gw_norm = max(float(w @ G @ w), 0.0) ** 0.5
             if gw_norm > 1e-12:  # |g_w| = 0: the hull holds 0 and d / |g_w| has no direction; keep g0
                 coefficients = mean + (sqrt_phi / gw_norm) * w
         if self.rescale == 1:
