@@ -113,6 +113,7 @@ def test_mgda_matches_torchjd_or_beats_its_frank_wolfe(K, P, kind, seed):
         assert rel_error(ours, brute_force_min_norm(J)) < 1e-10
 
 
+@pytest.mark.filterwarnings("ignore:Solution may be inaccurate")  # CLARABEL at 1e-13 says so; it is 1e-7 off
 @pytest.mark.parametrize("K,P,kind,seed", cases())
 def test_cagrad_matches_torchjd(K, P, kind, seed, tight_clarabel):
     J = jacobian(K, P, kind, seed)
