@@ -101,3 +101,19 @@ def test_describe_rows_for_the_docs():
     rows = {row["name"]: row for row in GRAM_METHODS.describe()}
     assert rows["cagrad"]["options"] == {"c": 0.4, "rescale": 0}
     assert rows["main_aux"]["options"]["main_task"] is None  # required
+
+
+def test_docs_list_every_method_with_its_defaults():
+    """docs/METHODS.md has a table row for every registered method, showing each option's default."""
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "METHODS.md").read_text()
+    gram_part, loss_part = docs.split("## Loss weightings")[0], docs.split("## Loss weightings")[1].split("##")[0]
+    for table, part in ((GRAM_METHODS, gram_part), (LOSS_WEIGHTINGS, loss_part)):
+        for name in table:
+            row = next((line for line in part.splitlines() if line.startswith(f"| `{name}` |")), None)
+            assert row is not None, f"docs/METHODS.md: add a row for {name!r}"
+            for option, default in table.options(name).items():
+                shown = f"`{option}`" if default is inspect.Parameter.empty else f"`{option}={default!r}"
+                shown = shown.replace("e-0", "e-")  # 1e-08 is written 1e-8
+                assert shown.replace("'", '"') in row.replace("'", '"'), f"{name}: document {option}"
