@@ -86,3 +86,11 @@ def test_adam_step_matches_torch_adam():
         optimizer.step()
     assert np.allclose(path.points[-1], p.detach().numpy(), rtol=1e-12, atol=1e-12)
     assert math.isfinite(path.losses[-1].sum())
+
+
+@pytest.mark.parametrize("name", list(toy.GRAM_METHODS))
+def test_every_method_runs_on_the_toy(name):
+    options = {"main_task": "f1"} if name == "main_aux" else {}
+    path = toy.run(name, toy.STARTS[0], steps=40, **options)
+    assert np.isfinite(path.points).all() and np.isfinite(path.losses).all()
+    assert not np.allclose(path.points[-1], path.points[0])  # it moved

@@ -96,7 +96,9 @@ def run(method: str | GramWeighting, start: tuple[float, float] = STARTS[0], ste
     for t in range(1, steps + 1):
         _, J = objectives_and_jacobian(*p)
         Jt = torch.tensor(J, dtype=torch.float64)  # (2, 2) row i: grad f_i
-        c = method(Jt @ Jt.T, None, generator).coefficients  # (2,)
+        G = Jt @ Jt.T  # (2, 2)
+        c = method(G, None, generator, block_grams=G[None]).coefficients  # (2,), or (1, 2) per block
+        c = c.reshape(-1)  # the point is one block
         d = (c @ Jt).tolist()  # the method's update
         for k in range(2):  # Adam, written out for two coordinates
             m[k] = 0.9 * m[k] + 0.1 * d[k]

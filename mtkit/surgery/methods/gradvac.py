@@ -78,4 +78,5 @@ class GradVac(GramWeighting):
         return {} if self.targets is None else {"targets": self.targets.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.targets = None if "targets" not in state else torch.as_tensor(state["targets"], dtype=torch.float64).clone()
+        targets = state.get("targets")
+        self.targets = None if targets is None else torch.as_tensor(targets, dtype=torch.float64).clone()
