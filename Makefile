@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# test-only reference for the methods lab; --no-deps: its torchvision requirement would replace torch
+	$(BIN)/python -m pip install -q --no-deps "LibMTL>=1.1.5"
 	touch $@
 
 ## The main job: every notebook, headless, on the embedded demo data -> runs/demo (executed copies + summary)
