@@ -162,7 +162,12 @@ def _adamw_like(kind):
                 p = p - alpha * m / (v.sqrt() + eps)  # noqa: F841 - the mistake
                 return
             p.addcdiv_(m, v.sqrt() + eps, value=-alpha)
-            p.mul_(1 - (alpha if kind == "alpha decay" else lr) * weight_decay)
+            if kind == "factor":
+                p.mul_(1 - lr * weight_decay)
+            elif kind == "sub":  # the formula out of place, another fine way to write it
+                p.sub_(lr * weight_decay * p)
+            else:
+                p.add_(p, alpha=-(alpha if kind == "alpha decay" else lr) * weight_decay)
     return step
 
 
@@ -170,10 +175,19 @@ def _adamw_like(kind):
     ("torch", "classic mistake: torch.optim.AdamW's formula"),
     ("rebind", "param did not change in place"),
     ("alpha decay", "classic mistake: weight decay scaled by alpha instead of lr"),
+    ("factor", "classic mistake: the decay as a rounded factor"),
 ])
 def test_adamw_mistakes_are_named(kind, words):
     with pytest.raises(CheckFailure, match=words):
         checks.check_adamw_step(_adamw_like(kind))
+
+
+@pytest.mark.parametrize("kind", ["correct", "sub"])
+def test_adamw_check_accepts_the_formula_however_it_is_written(kind):
+    """The scaled add and the out-of-place p - lr * wd * p both round only the result: both pass, tiny decay
+    case included."""
+    result = checks.check_adamw_step(_adamw_like(kind))
+    assert any("tiny decay" in case for case in result.cases)
 
 
 def test_adamw_reference_agrees_with_torch_when_eps_and_decay_are_zero():
