@@ -47,6 +47,7 @@ BOUNDS = {
         ("mtkit_vs_torch_max_diff_eps0", lambda v: v < 1e-9, "the same update as torch when eps = wd = 0"),
         ("toy_final_loss_adamw", lambda v: _finite(v) and v < 0.5, "AdamW descends the toy surface"),
         ("head_dev_acc", lambda v: 0 < v <= 1, "an accuracy"),
+        ("decay_ratio_scaled_add_1e-7", lambda v: abs(v - 1) < 0.05, "the float32 decay is lr * wd within 5 %"),
     ],
     "05_sentiment_finetuning": [
         ("dev_acc_full_model", lambda v: v >= 0.3, "fine-tuning beats the majority baseline"),

@@ -10,8 +10,9 @@ The decay is computed as the formula reads, ``p <- p - lr * weight_decay * p``, 
 (``p.add_(p, alpha=-lr * weight_decay)``, as the legacy ``transformers.AdamW`` wrote it) that rounds only its
 result. The factor form ``p.mul_(1 - lr * weight_decay)`` (torch.optim.AdamW's) first rounds the factor to a
 multiple of 2^-24 in float32: at lr * weight_decay = 1e-7 (lr 1e-5, weight decay 0.01) every weight then decays
-about 1.15x too fast, every step. Below about 6e-8 relative no float32 weight can absorb the decay step in either
-form; notebook 04 measures both and shows the remedies (float64 or compensated master weights).
+about 1.15x too fast on average, every step. Below 2^-25 (3e-8) relative no float32 weight can absorb the decay
+step in either form (between 3e-8 and 6e-8 only some can); notebook 04 measures both and shows the remedies
+(float64 or compensated master weights, stochastic rounding).
 
 Two implementations of the same update live here:
 
