@@ -658,6 +658,48 @@ class _TinyMultitask(torch.nn.Module):
             self.mystery = torch.nn.Linear(2, 2)  # neither a head nor an encoder parameter
 
 
+def _llrd_mistakes(lr: float, decay: float, num_layers: int) -> list[tuple[str, Callable[[str], float], str]]:
+    """Classic wrong depth rules of layer-wise decay: (name, parameter name -> its lr under that rule, hint).
+
+    The right rule (Sun et al. 2019, report D) keeps the top layer at the base lr: layers.{i} at
+    lr * decay ** (L - 1 - i), the pooler with the top layer, the embeddings at lr * decay ** L, heads at lr."""
+    L = num_layers
+
+    def rule(embeddings: int, layer: Callable[[int], int], pooler: int) -> Callable[[str], float]:
+        def lr_of(name: str) -> float:
+            if name.startswith("heads."):
+                return lr
+            bare = name[len("encoder."):]
+            if bare.startswith("embeddings."):
+                return lr * decay ** embeddings
+            if bare.startswith("pooler."):
+                return lr * decay ** pooler
+            return lr * decay ** layer(int(bare.split(".")[1]))
+        return lr_of
+
+    return [
+        ("the decay starts at the top layer (top layer and pooler at lr * decay, layers.i at "
+         "lr * decay ** (L - i)), one factor of decay too many on every layer",
+         rule(L, lambda i: L - i, 1),
+         "the top layer keeps the base lr, as in Sun et al. 2019 (eta^(k-1) = xi * eta^k, the top layer at eta) "
+         "and report D (the i-th layer from the top at lr * xi^(i-1)): layers.i gets lr * decay ** (L - 1 - i), "
+         "the embeddings lr * decay ** L. mtkit.bert.depth_of(name, num_layers) gives that exponent."),
+        ("every encoder block one step too deep (top layer at lr * decay, embeddings at lr * decay ** (L + 1))",
+         rule(L + 1, lambda i: L - i, 1),
+         "count from 0 at the top layer: report D's i-th layer from the top gets lr * xi^(i-1), so the top layer "
+         "(i = 1) keeps lr; the embeddings sit one step below the bottom layer, at lr * decay ** L. "
+         "mtkit.bert.depth_of(name, num_layers) gives the exponent."),
+        ("the embeddings at the bottom layer's lr (lr * decay ** (L - 1)) instead of one step below it",
+         rule(L - 1, lambda i: L - 1 - i, 0),
+         "the embeddings are a block of their own under the bottom layer: lr * decay ** L "
+         "(mtkit.bert.depth_of gives num_layers for every embeddings.* parameter)."),
+        ("depth counted from the bottom (the embeddings at lr, the top layer at lr * decay ** L)",
+         rule(0, lambda i: i + 1, L),
+         "the decay grows going down, away from the heads: the top layer gets lr, the embeddings the smallest lr, "
+         "lr * decay ** L."),
+    ]
+
+
 def check_llrd_groups(llrd_param_groups: Callable) -> CheckResult:
     """Check ``llrd_param_groups(model, lr, decay, weight_decay) -> list of groups`` against
     ``mtkit.optim.layerwise_lr_groups`` (each parameter's lr and weight decay, and exactly-once placement)."""
@@ -724,9 +766,15 @@ def check_llrd_groups(llrd_param_groups: Callable) -> CheckResult:
         if wrong:
             lines = "\n    ".join(wrong[:6])
             more = f"\n    ... and {len(wrong) - 6} more" if len(wrong) > 6 else ""
-            run.fail(f"  {len(wrong)} parameters have the wrong lr or weight decay:\n    {lines}{more}",
-                     "an encoder parameter gets lr * decay ** depth_of(name without 'encoder.', num_layers) "
-                     "(heads: depth 0); biases and LayerNorm weights (uses_weight_decay(name) is False) get "
+            message = f"  {len(wrong)} parameters have the wrong lr or weight decay:\n    {lines}{more}"
+            for mistake, lr_of, mistake_hint in _llrd_mistakes(kw["lr"], kw["decay"], num_layers):
+                if all(math.isclose(float(groups[where[0]]["lr"]), lr_of(names[pid]), rel_tol=1e-9, abs_tol=1e-15)
+                       for pid, where in placed.items()):
+                    run.fail(message + f"\n  Your learning rates match a classic mistake: {mistake}.", mistake_hint)
+            run.fail(message,
+                     "an encoder parameter gets lr * decay ** depth_of(name without 'encoder.', num_layers): the "
+                     "top layer and the pooler the base lr (depth 0), the embeddings lr * decay ** num_layers; "
+                     "heads get lr; biases and LayerNorm weights (uses_weight_decay(name) is False) get "
                      "weight_decay 0.")
         try:
             torch.optim.AdamW([dict(g) for g in groups], lr=kw["lr"])
