@@ -64,6 +64,7 @@ BOUNDS = {
     "08_layerwise_lr_decay": [
         ("num_groups", lambda v: v >= 8, "one group per block, decay and no-decay halves"),
         ("embeddings_lr_ratio", lambda v: 0 < v < 1, "the embeddings get a smaller lr"),
+        ("top_layer_lr_ratio", lambda v: v == 1.0, "the top layer at the base lr (Sun et al. 2019, report D)"),
     ],
     "09_gradient_surgery": [
         ("telemetry_steps", lambda v: v >= 1, "telemetry was recorded"),
