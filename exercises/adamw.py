@@ -5,7 +5,7 @@
 # checks it. Stuck? The worked answer is in solutions/adamw.py.
 # Generated from solutions/adamw.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: d514dc4df2140368
+# fingerprint: 568c600d62363a22
 # ==============================================================================================================
 """Exercise: one AdamW step for one parameter, with the CS224N handout's semantics.
 
@@ -42,7 +42,9 @@ def adamw_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
         param <- param - lr * weight_decay * param          (after the Adam update; note: lr, not alpha)
 
     Hints: in-place tensor methods end with ``_`` (``mul_``, ``add_``, ``addcmul_``, ``addcdiv_``); writing
-    ``param = param - ...`` only rebinds the local name and leaves the caller's tensor unchanged.
+    ``param = param - ...`` only rebinds the local name and leaves the caller's tensor unchanged. Write the decay
+    as it reads, a scaled add of ``param`` to itself, not a product with ``(1 - lr * weight_decay)``: in float32
+    that factor is itself rounded, which biases small decays (the check has a case for it; notebook 04 shows why).
     """
     # YOUR CODE HERE
     raise NotImplementedError()

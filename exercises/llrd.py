@@ -5,18 +5,20 @@
 # checks it. Stuck? The worked answer is in solutions/llrd.py.
 # Generated from solutions/llrd.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: 4c9809df446ce3a8
+# fingerprint: afbc8d82c53c54a6
 # ==============================================================================================================
 """Exercise: parameter groups for layer-wise learning-rate decay (LLRD).
 
 Howard & Ruder 2018 (ULMFiT, arXiv 1801.06146) and Sun et al. 2019 ("How to Fine-Tune BERT for Text
 Classification?", arXiv 1905.05583) give lower layers smaller learning rates: the further a layer is from the
-task heads, the less it should move. With depth counted from the top (``mtkit.bert.depth_of``)::
+task heads, the less it should move. Sun et al. 2019 (eta^(k-1) = xi * eta^k) and report D (the i-th layer from
+the top at lr * xi^(i-1)) keep the top layer at the base lr and start the decay one layer below it. With depth
+counted from the top (``mtkit.bert.depth_of``), lr = lr * decay ** depth::
 
-    task heads                      depth 0   lr
-    top layer (and the pooler)      depth 1   lr * decay
-    layer i of L                    depth L-i lr * decay ** (L - i)
-    embeddings                      depth L   lr * decay ** L
+    task heads                      depth 0       lr
+    top layer (and the pooler)      depth 0       lr
+    layers.i (0 = bottom, of L)     depth L-1-i   lr * decay ** (L - 1 - i)
+    embeddings                      depth L       lr * decay ** L
 
 Biases and LayerNorm weights get no weight decay (``mtkit.optim.llrd.uses_weight_decay``).
 

@@ -8,20 +8,38 @@ Two families, both on frozen sentence vectors (masked mean pooling, as Sentence-
   the training pairs (``threshold_from="train"``, honest) or on dev itself (``"dev"``, optimistic: the way the
   baseline numbers in the issues were measured);
 - **linear probe**: logistic regression (scikit-learn) on the frozen vectors: ``u`` for single sentences,
-  ``[u; v; |u - v|; u * v]`` for pairs; least squares on the same pair features for regression.
+  ``[u; v; |u - v|; u * v]`` for pairs; ridge regression on the same pair features for regression.
+
+Every probe sees mean-pooled sentence vectors scaled to unit L2 norm (``l2_normalize``), the geometry a
+sentence encoder is trained for (its similarity is the cosine). Its regularisation is tuned on the training set
+only, never on dev: the logistic probes hold out a stratified, seeded 20 % of the training examples, fit every
+(C, standardise or not) of a small grid on the other 80 %, keep the best on the held-out part and refit it on
+the whole training set (``linear_probe``); the ridge probe picks its alpha by efficient leave-one-out on the
+training set (``RidgeCV``). The grids reach well past the values chosen on the CS224N data, so a choice is
+never cut off at a grid edge. With the default encoder on the CS224N files (max length 64, seed 11711) the SST
+probe reaches 0.409 (C = 0.0316, standardised), where a fixed C = 1 on standardised raw vectors gave 0.386.
 
 Every function takes any ``mtkit.bert.BertModel`` and ``mtkit.tokenizer.Tokenizer``; ``frozen_baselines`` runs
 them all on the tasks of a data folder. Used by ``bench/results.py`` (configuration 1 of the results protocol).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["embed_sentences", "pair_cosines", "best_threshold", "pair_features", "linear_probe_accuracy",
-           "ridge_probe_pearson", "frozen_baselines"]
+__all__ = ["embed_sentences", "pair_cosines", "best_threshold", "pair_features", "l2_normalize", "ProbeResult",
+           "linear_probe", "linear_probe_accuracy", "ridge_probe_pearson", "frozen_baselines", "PROBE_CS",
+           "RIDGE_ALPHAS", "PROBE_DESCRIPTION"]
+
+PROBE_CS = tuple(float(c) for c in np.logspace(-4, 2, 13))  # inverse L2 strengths tried: 1e-4 ... 100
+PROBE_HOLDOUT = 0.2  # share of the training set held out to choose C
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 6, 17))  # ridge strengths tried: 0.01 ... 1e6
+PROBE_DESCRIPTION = ("mean-pooled, L2-normalised sentence vectors; logistic regression with C (and "
+                     "standardisation) chosen on a held-out 20 % of the training set, ridge alpha by leave-one-out "
+                     "on the training set; dev never used for tuning")
 
 
 @torch.inference_mode()
@@ -82,27 +100,83 @@ def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
 
 
-def linear_probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray,
-                          seed: int = 0) -> float:
-    """Dev accuracy of a logistic regression fitted on frozen features (standardised; L2, C = 1)."""
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit L2 norm (zero rows stay zero): (N, H) -> (N, H)."""
+    x = np.asarray(x)
+    norms = np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)  # (N, 1)
+    return (x / norms).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64, copy=False)
+
+
+@dataclass
+class ProbeResult:
+    """A tuned logistic-regression probe: its dev accuracy and what was chosen on held-out training data."""
+
+    accuracy: float  # on dev, of the probe refitted on the whole training set with the chosen settings
+    C: float  # the chosen inverse regularisation strength
+    standardize: bool  # whether the features were standardised (StandardScaler) before the regression
+    holdout_accuracy: dict[tuple[bool, float], float] = field(default_factory=dict)  # (standardize, C) -> acc
+
+
+def _logistic(C: float, standardize: bool, seed: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    probe.fit(x_train, np.asarray(y_train).astype(int))
-    return float((probe.predict(x_dev) == np.asarray(y_dev).astype(int)).mean())
+    steps = [StandardScaler()] if standardize else []
+    return make_pipeline(*steps, LogisticRegression(C=C, max_iter=5000, random_state=seed))
 
 
-def ridge_probe_pearson(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray) -> float:
-    """Dev Pearson of a ridge regression (alpha chosen by efficient leave-one-out) on frozen features."""
+def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray, *,
+                 seed: int = 0, Cs: Sequence[float] = PROBE_CS, standardize: Sequence[bool] = (False, True),
+                 holdout: float = PROBE_HOLDOUT) -> ProbeResult:
+    """Logistic regression on frozen features, its regularisation tuned on the training set only.
+
+    A stratified split seeded by ``seed`` holds out ``holdout`` of the training examples; every pair of ``Cs``
+    (inverse L2 strength) and ``standardize`` (features standardised or used as they are) is fitted on the rest
+    and scored on the held-out part. The best pair (ties: the smaller C, the stronger regularisation; then no
+    standardisation) is refitted on the whole training set and scored on dev. ``x_dev`` and ``y_dev`` are used
+    for that last score only. The features are used as given: ``frozen_baselines`` passes L2-normalised
+    sentence vectors (or pair features built from them).
+    """
+    from sklearn.model_selection import train_test_split
+    x_train, x_dev = np.asarray(x_train), np.asarray(x_dev)
+    y_train, y_dev = np.asarray(y_train).astype(int), np.asarray(y_dev).astype(int)
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout={holdout!r} must be a share of the training set, strictly between 0 and 1.")
+    if len(np.unique(y_train)) < 2:
+        raise ValueError("linear_probe needs at least two classes in y_train.")
+    fit_x, held_x, fit_y, held_y = train_test_split(x_train, y_train, test_size=holdout, random_state=seed,
+                                                    stratify=y_train)
+    scores = {}
+    for scaled in sorted(set(bool(s) for s in standardize)):
+        for C in sorted(float(c) for c in Cs):
+            model = _logistic(C, scaled, seed).fit(fit_x, fit_y)
+            scores[(scaled, C)] = float((model.predict(held_x) == held_y).mean())
+    best = max(scores.values())
+    scaled, C = min((key for key, score in scores.items() if score == best), key=lambda k: (k[1], k[0]))
+    model = _logistic(C, scaled, seed).fit(x_train, y_train)
+    return ProbeResult(accuracy=float((model.predict(x_dev) == y_dev).mean()), C=C, standardize=scaled,
+                       holdout_accuracy=scores)
+
+
+def linear_probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray,
+                          seed: int = 0, **tuning) -> float:
+    """Dev accuracy of ``linear_probe`` (logistic regression, regularisation tuned on held-out training data)."""
+    return linear_probe(x_train, y_train, x_dev, y_dev, seed=seed, **tuning).accuracy
+
+
+def ridge_probe_pearson(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray,
+                        alphas: Sequence[float] = RIDGE_ALPHAS, return_alpha: bool = False):
+    """Dev Pearson of a ridge regression on standardised frozen features, its alpha chosen on the training set by
+    efficient leave-one-out (``RidgeCV``; dev is not seen). ``return_alpha``: return (pearson, alpha)."""
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from mtkit.metrics import pearson
-    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
     probe.fit(x_train, np.asarray(y_train, dtype=np.float64))
-    return pearson(probe.predict(x_dev), np.asarray(y_dev, dtype=np.float64))
+    score = pearson(probe.predict(x_dev), np.asarray(y_dev, dtype=np.float64))
+    return (score, float(probe[-1].alpha_)) if return_alpha else score
 
 
 def frozen_baselines(data_dir, *, encoder=None, tasks: Sequence[str] = ("sst", "para", "sts"),
@@ -111,8 +185,11 @@ def frozen_baselines(data_dir, *, encoder=None, tasks: Sequence[str] = ("sst", "
     """Zero-shot and linear-probe dev scores of a frozen encoder on ``tasks`` of ``data_dir``.
 
     Returns ``{task: {"zero_shot": ..., "zero_shot_dev_threshold": ..., "linear_probe": ...}}`` with the task's
-    metric (accuracy or Pearson); keys that do not apply to a task's kind are left out. ``encoder`` is a folder
-    (None: the default encoder). ``train_limit`` takes a seeded random subset of each training set.
+    metric (accuracy or Pearson), plus what the probe's tuning chose on the training set: ``linear_probe_C`` and
+    ``linear_probe_standardized`` (logistic probes) or ``linear_probe_alpha`` (ridge); keys that do not apply to a
+    task's kind are left out. ``encoder`` is a folder (None: the default encoder). ``train_limit`` takes a seeded
+    random subset of each training set. The probes see mean-pooled, L2-normalised vectors (``PROBE_DESCRIPTION``);
+    the zero-shot cosine is the same with or without the normalisation.
     """
     import random
 
@@ -131,15 +208,15 @@ def frozen_baselines(data_dir, *, encoder=None, tasks: Sequence[str] = ("sst", "
             keep = sorted(random.Random(f"{seed}-{spec.name}").sample(range(len(train)), train_limit))
             train = [train[i] for i in keep]
 
-        def embed(texts):
-            return embed_sentences(model, tokenizer, texts, max_length=max_length, device=device)
+        def embed(texts):  # (N, H), mean-pooled and L2-normalised
+            return l2_normalize(embed_sentences(model, tokenizer, texts, max_length=max_length, device=device))
 
         y_train = np.array([ex.label for ex in train], dtype=np.float64)
         y_dev = np.array([ex.label for ex in dev], dtype=np.float64)
         scores: dict[str, float] = {}
         if not spec.is_pair:
             x_train, x_dev = embed([ex.sentence for ex in train]), embed([ex.sentence for ex in dev])
-            scores["linear_probe"] = linear_probe_accuracy(x_train, y_train, x_dev, y_dev, seed)
+            scores.update(_probe_scores(linear_probe(x_train, y_train, x_dev, y_dev, seed=seed)))
         else:
             u_train, v_train = embed([ex.sentence1 for ex in train]), embed([ex.sentence2 for ex in train])
             u_dev, v_dev = embed([ex.sentence1 for ex in dev]), embed([ex.sentence2 for ex in dev])
@@ -147,11 +224,16 @@ def frozen_baselines(data_dir, *, encoder=None, tasks: Sequence[str] = ("sst", "
             f_train, f_dev = pair_features(u_train, v_train), pair_features(u_dev, v_dev)
             if spec.is_regression:
                 scores["zero_shot"] = pearson(cos_dev, y_dev)
-                scores["linear_probe"] = ridge_probe_pearson(f_train, y_train, f_dev, y_dev)
+                scores["linear_probe"], scores["linear_probe_alpha"] = ridge_probe_pearson(
+                    f_train, y_train, f_dev, y_dev, return_alpha=True)
             else:
                 threshold, _ = best_threshold(cos_train, y_train)
                 scores["zero_shot"] = float(((cos_dev >= threshold) == (y_dev > 0.5)).mean())
                 scores["zero_shot_dev_threshold"] = best_threshold(cos_dev, y_dev)[1]
-                scores["linear_probe"] = linear_probe_accuracy(f_train, y_train, f_dev, y_dev, seed)
+                scores.update(_probe_scores(linear_probe(f_train, y_train, f_dev, y_dev, seed=seed)))
         results[spec.name] = scores
     return results
+
+
+def _probe_scores(probe: ProbeResult) -> dict:
+    return {"linear_probe": probe.accuracy, "linear_probe_C": probe.C, "linear_probe_standardized": probe.standardize}

@@ -84,21 +84,31 @@ def block_of(name: str, num_layers: int) -> str:
 
 
 def depth_of(name: str, num_layers: int) -> int:
-    """Depth of an encoder parameter counted from the top, for layer-wise learning-rate decay.
+    """Depth of an encoder parameter counted from the top, for layer-wise learning-rate decay: the exponent of
+    the decay factor, so that ``lr_group = lr * decay ** depth``.
 
-    The rule: ``layers.{i}`` is at depth ``num_layers - i`` (top layer 1, bottom layer ``num_layers``), the pooler
-    goes with the top layer (1), and the embeddings share the bottom layer's depth ``num_layers``, so that with
-    ``lr_group = lr * decay ** depth`` the heads (depth 0) get ``lr``, the top layer ``lr * decay`` and the
-    embeddings ``lr * decay ** L`` as issue 3 states. Unknown names raise ``KeyError`` (see ``block_of``).
+    The rule of Sun et al. 2019 ("How to Fine-Tune BERT for Text Classification?", arXiv 1905.05583, section
+    5.3.4: eta^(k-1) = xi * eta^k, the top layer at the base lr) and of report D (the i-th layer from the top at
+    lr * xi^(i-1)): the top layer ``layers.{L-1}`` is at depth 0 (the base lr), ``layers.{i}`` at ``L - 1 - i``
+    (the bottom layer at ``L - 1``), the pooler with the top layer (0), and the embeddings one step below the
+    bottom layer, at ``L``. With ``L = num_layers``::
+
+        pooler, layers.{L-1}    depth 0       lr
+        layers.{i}              depth L-1-i   lr * decay ** (L - 1 - i)
+        layers.0                depth L-1     lr * decay ** (L - 1)
+        embeddings.*            depth L       lr * decay ** L
+
+    Task heads are not encoder parameters; ``mtkit.optim.layerwise_lr_groups`` gives them the base lr (or
+    ``head_lr``). Unknown names raise ``KeyError`` (see ``block_of``).
 
     Taught in notebooks/08_layerwise_lr_decay.ipynb.
     """
     block = block_of(name, num_layers)
     if block == "pooler":
-        return 1
+        return 0
     if block.startswith("embeddings"):
         return num_layers
-    return num_layers - int(block.split(".")[1])
+    return num_layers - 1 - int(block.split(".")[1])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -510,7 +510,7 @@ def _adamw_variant(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay, correct_b
     m.mul_(beta1).add_(g, alpha=1 - beta1)
     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     b1, b2 = 1 - beta1 ** t, 1 - beta2 ** t
-    if kind == "torch eps":
+    if kind == "torch eps":  # torch.optim.AdamW exactly, its rounded factor included
         p.mul_(1 - lr * weight_decay)
         p.addcdiv_(m / b1, (v / b2).sqrt() + eps, value=-lr)
         return p
@@ -518,14 +518,16 @@ def _adamw_variant(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay, correct_b
     if kind == "no bias correction":
         alpha = lr
     if kind == "decay before":
-        p.mul_(1 - lr * weight_decay)
+        p.add_(p, alpha=-lr * weight_decay)
     p.addcdiv_(m, v.sqrt() + eps, value=-alpha)
     if kind == "decay with alpha":
-        p.mul_(1 - alpha * weight_decay)
+        p.add_(p, alpha=-alpha * weight_decay)
+    elif kind == "factor":
+        p.mul_(1 - lr * weight_decay)
     elif kind == "no decay":
         pass
     elif kind != "decay before":
-        p.mul_(1 - lr * weight_decay)
+        p.add_(p, alpha=-lr * weight_decay)
     return p
 
 
@@ -588,7 +590,37 @@ def check_adamw_step(adamw_step: Callable) -> CheckResult:
                        atol=1e-7, rtol=1e-6, known_mistakes=mistakes)
         run.case = case
         run.passed()
+    _check_small_decay(run)
     return run.result()
+
+
+def _check_small_decay(run: _Runner) -> None:
+    """A decay of 1e-7 per step (lr 1e-5, weight decay 0.01, a usual BERT setting) on 100,000 float32 weights
+    with a zero gradient: the mean relative decay must be lr * weight_decay within 5 %. The factor form
+    ``param.mul_(1 - lr * weight_decay)`` fails it, as float32 rounds 1 - 1e-7 to 1 - 2 * 2^-24 (notebook 04)."""
+    lr, wd, n = 1e-5, 0.01, 100_000
+    hyper = dict(lr=lr, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=wd, correct_bias=True)
+    run.start("a tiny decay in float32: lr * weight_decay = 1e-7, zero gradient, 100,000 weights",
+              f"param ({n},) float32, grad zeros, step=1, " + ", ".join(f"{k}={val}" for k, val in hyper.items()))
+    p = _randn(n, seed=480)
+    p0 = p.clone()
+    g, m, v = torch.zeros(n), torch.zeros(n), torch.zeros(n)
+    run.call(p, g, m, v, 1, **hyper)
+    relative = float(((p0.double() - p.double()) / p0.double()).mean()) / (lr * wd)
+    if abs(relative - 1.0) <= 0.05:
+        run.passed()
+        return
+    message = (f"  the weights decayed by {relative:.3f} x lr * weight_decay on average (expected 1 within 5 %: "
+               "each weight should end at the float32 nearest to param - lr * weight_decay * param).")
+    factor = _adamw_variant(p0, g, torch.zeros(n), torch.zeros(n), 1, lr, 0.9, 0.999, 1e-6, wd, True, "factor")
+    if torch.equal(p, factor):
+        run.fail(message + "\n  Your result matches a classic mistake: the decay as a rounded factor "
+                 "param * (1 - lr * weight_decay).",
+                 "in float32 the factor 1 - lr * weight_decay is itself rounded to a multiple of 2^-24 (about "
+                 "6e-8), so a small decay comes out biased. Apply the formula as a scaled add, which rounds only "
+                 "the result: param.add_(param, alpha=-lr * weight_decay).")
+    run.fail(message, "apply param <- param - lr * weight_decay * param after the Adam update "
+                      "(param.add_(param, alpha=-lr * weight_decay)).")
 
 
 # ---------------------------------------------------------------------------------------------- pooling
@@ -698,6 +730,48 @@ class _TinyMultitask(torch.nn.Module):
             self.mystery = torch.nn.Linear(2, 2)  # neither a head nor an encoder parameter
 
 
+def _llrd_mistakes(lr: float, decay: float, num_layers: int) -> list[tuple[str, Callable[[str], float], str]]:
+    """Classic wrong depth rules of layer-wise decay: (name, parameter name -> its lr under that rule, hint).
+
+    The right rule (Sun et al. 2019, report D) keeps the top layer at the base lr: layers.{i} at
+    lr * decay ** (L - 1 - i), the pooler with the top layer, the embeddings at lr * decay ** L, heads at lr."""
+    L = num_layers
+
+    def rule(embeddings: int, layer: Callable[[int], int], pooler: int) -> Callable[[str], float]:
+        def lr_of(name: str) -> float:
+            if name.startswith("heads."):
+                return lr
+            bare = name[len("encoder."):]
+            if bare.startswith("embeddings."):
+                return lr * decay ** embeddings
+            if bare.startswith("pooler."):
+                return lr * decay ** pooler
+            return lr * decay ** layer(int(bare.split(".")[1]))
+        return lr_of
+
+    return [
+        ("the decay starts at the top layer (top layer and pooler at lr * decay, layers.i at "
+         "lr * decay ** (L - i)), one factor of decay too many on every layer",
+         rule(L, lambda i: L - i, 1),
+         "the top layer keeps the base lr, as in Sun et al. 2019 (eta^(k-1) = xi * eta^k, the top layer at eta) "
+         "and report D (the i-th layer from the top at lr * xi^(i-1)): layers.i gets lr * decay ** (L - 1 - i), "
+         "the embeddings lr * decay ** L. mtkit.bert.depth_of(name, num_layers) gives that exponent."),
+        ("every encoder block one step too deep (top layer at lr * decay, embeddings at lr * decay ** (L + 1))",
+         rule(L + 1, lambda i: L - i, 1),
+         "count from 0 at the top layer: report D's i-th layer from the top gets lr * xi^(i-1), so the top layer "
+         "(i = 1) keeps lr; the embeddings sit one step below the bottom layer, at lr * decay ** L. "
+         "mtkit.bert.depth_of(name, num_layers) gives the exponent."),
+        ("the embeddings at the bottom layer's lr (lr * decay ** (L - 1)) instead of one step below it",
+         rule(L - 1, lambda i: L - 1 - i, 0),
+         "the embeddings are a block of their own under the bottom layer: lr * decay ** L "
+         "(mtkit.bert.depth_of gives num_layers for every embeddings.* parameter)."),
+        ("depth counted from the bottom (the embeddings at lr, the top layer at lr * decay ** L)",
+         rule(0, lambda i: i + 1, L),
+         "the decay grows going down, away from the heads: the top layer gets lr, the embeddings the smallest lr, "
+         "lr * decay ** L."),
+    ]
+
+
 def check_llrd_groups(llrd_param_groups: Callable) -> CheckResult:
     """Check ``llrd_param_groups(model, lr, decay, weight_decay) -> list of groups`` against
     ``mtkit.optim.layerwise_lr_groups`` (each parameter's lr and weight decay, and exactly-once placement)."""
@@ -764,9 +838,15 @@ def check_llrd_groups(llrd_param_groups: Callable) -> CheckResult:
         if wrong:
             lines = "\n    ".join(wrong[:6])
             more = f"\n    ... and {len(wrong) - 6} more" if len(wrong) > 6 else ""
-            run.fail(f"  {len(wrong)} parameters have the wrong lr or weight decay:\n    {lines}{more}",
-                     "an encoder parameter gets lr * decay ** depth_of(name without 'encoder.', num_layers) "
-                     "(heads: depth 0); biases and LayerNorm weights (uses_weight_decay(name) is False) get "
+            message = f"  {len(wrong)} parameters have the wrong lr or weight decay:\n    {lines}{more}"
+            for mistake, lr_of, mistake_hint in _llrd_mistakes(kw["lr"], kw["decay"], num_layers):
+                if all(math.isclose(float(groups[where[0]]["lr"]), lr_of(names[pid]), rel_tol=1e-9, abs_tol=1e-15)
+                       for pid, where in placed.items()):
+                    run.fail(message + f"\n  Your learning rates match a classic mistake: {mistake}.", mistake_hint)
+            run.fail(message,
+                     "an encoder parameter gets lr * decay ** depth_of(name without 'encoder.', num_layers): the "
+                     "top layer and the pooler the base lr (depth 0), the embeddings lr * decay ** num_layers; "
+                     "heads get lr; biases and LayerNorm weights (uses_weight_decay(name) is False) get "
                      "weight_decay 0.")
         try:
             torch.optim.AdamW([dict(g) for g in groups], lr=kw["lr"])

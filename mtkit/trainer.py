@@ -865,11 +865,8 @@ def build_optimizer(model, config: TrainConfig, lr: float, head_lr: float | None
     from mtkit.optim import AdamW
     from mtkit.optim.llrd import layerwise_lr_groups
     decay = config.llrd_decay if config.llrd_decay is not None else 1.0
-    groups = layerwise_lr_groups(model, lr=lr, decay=decay, weight_decay=config.weight_decay).groups
-    if head_lr is not None:
-        for group in groups:
-            if group["depth"] == 0:
-                group["lr"] = head_lr
+    groups = layerwise_lr_groups(model, lr=lr, decay=decay, weight_decay=config.weight_decay,
+                                 head_lr=head_lr).groups  # head_lr: only the heads (the top layer is depth 0 too)
     options = dict(config.optimizer_options)
     if "betas" in options:
         options["betas"] = tuple(options["betas"])

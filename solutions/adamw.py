@@ -33,7 +33,9 @@ def adamw_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
         param <- param - lr * weight_decay * param          (after the Adam update; note: lr, not alpha)
 
     Hints: in-place tensor methods end with ``_`` (``mul_``, ``add_``, ``addcmul_``, ``addcdiv_``); writing
-    ``param = param - ...`` only rebinds the local name and leaves the caller's tensor unchanged.
+    ``param = param - ...`` only rebinds the local name and leaves the caller's tensor unchanged. Write the decay
+    as it reads, a scaled add of ``param`` to itself, not a product with ``(1 - lr * weight_decay)``: in float32
+    that factor is itself rounded, which biases small decays (the check has a case for it; notebook 04 shows why).
     """
     ### BEGIN SOLUTION
     exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)  # first moment
@@ -41,5 +43,5 @@ def adamw_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
     step_size = lr * math.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step) if correct_bias else lr
     param.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(eps), value=-step_size)  # the Adam update
     if weight_decay != 0.0:
-        param.mul_(1.0 - lr * weight_decay)  # decoupled weight decay, after the update
+        param.add_(param, alpha=-lr * weight_decay)  # decoupled weight decay, after the update
     ### END SOLUTION

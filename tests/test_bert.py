@@ -82,15 +82,16 @@ def test_every_parameter_has_a_block_and_a_depth():
         depth = depth_of(name, L)
         if block.startswith("layers."):
             i = int(block.split(".")[1])
-            assert name.startswith(f"layers.{i}.") and depth == L - i
+            assert name.startswith(f"layers.{i}.") and depth == L - 1 - i
         elif block == "pooler":
-            assert name.startswith("pooler.") and depth == 1
+            assert name.startswith("pooler.") and depth == 0
         else:
             assert name.startswith("embeddings.") and depth == L
     assert block_of("embeddings.word_embeddings.weight", L) == "embeddings.word"
     assert block_of("embeddings.layer_norm.bias", L) == "embeddings.other"
-    assert depth_of(f"layers.{L - 1}.ffn.up.weight", L) == 1  # top layer
-    assert depth_of("layers.0.ffn.up.weight", L) == L  # bottom layer shares the embeddings' depth
+    assert depth_of(f"layers.{L - 1}.ffn.up.weight", L) == 0  # top layer: the base lr (Sun et al. 2019, report D)
+    assert depth_of("layers.0.ffn.up.weight", L) == L - 1  # bottom layer
+    assert depth_of("embeddings.word_embeddings.weight", L) == L  # one step below the bottom layer
     assert block_of("encoder.layers.1.ffn_norm.weight", L) == "layers.1"  # as seen from a wrapping model
 
 

@@ -177,7 +177,12 @@ def _adamw_like(kind):
                 p = p - alpha * m / (v.sqrt() + eps)  # noqa: F841 - the mistake
                 return
             p.addcdiv_(m, v.sqrt() + eps, value=-alpha)
-            p.mul_(1 - (alpha if kind == "alpha decay" else lr) * weight_decay)
+            if kind == "factor":
+                p.mul_(1 - lr * weight_decay)
+            elif kind == "sub":  # the formula out of place, another fine way to write it
+                p.sub_(lr * weight_decay * p)
+            else:
+                p.add_(p, alpha=-(alpha if kind == "alpha decay" else lr) * weight_decay)
     return step
 
 
@@ -185,10 +190,19 @@ def _adamw_like(kind):
     ("torch", "classic mistake: torch.optim.AdamW's formula"),
     ("rebind", "param did not change in place"),
     ("alpha decay", "classic mistake: weight decay scaled by alpha instead of lr"),
+    ("factor", "classic mistake: the decay as a rounded factor"),
 ])
 def test_adamw_mistakes_are_named(kind, words):
     with pytest.raises(CheckFailure, match=words):
         checks.check_adamw_step(_adamw_like(kind))
+
+
+@pytest.mark.parametrize("kind", ["correct", "sub"])
+def test_adamw_check_accepts_the_formula_however_it_is_written(kind):
+    """The scaled add and the out-of-place p - lr * wd * p both round only the result: both pass, tiny decay
+    case included."""
+    result = checks.check_adamw_step(_adamw_like(kind))
+    assert any("tiny decay" in case for case in result.cases)
 
 
 def test_adamw_reference_agrees_with_torch_when_eps_and_decay_are_zero():
@@ -272,6 +286,59 @@ def test_llrd_mistakes_are_reported_per_parameter():
         return SOL["llrd"].llrd_param_groups(model, lr, decay, weight_decay)
     with pytest.raises(CheckFailure, match="no error was raised"):
         checks.check_llrd_groups(silent)
+
+
+def _llrd_by_hand(rule):
+    """A learner's llrd_param_groups that computes each encoder block's exponent by hand with ``rule(block, L)``
+    (block: "embeddings", "pooler" or the layer index i, 0 = bottom)."""
+    def llrd_param_groups(model, lr, decay, weight_decay=0.0, encoder_prefix="encoder.", head_prefix="heads."):
+        L = model.encoder.config.num_hidden_layers
+        out = []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.startswith(head_prefix):
+                group_lr = lr
+            elif name.startswith(encoder_prefix):
+                root = name[len(encoder_prefix):].split(".")
+                block = int(root[1]) if root[0] == "layers" else root[0]
+                group_lr = lr * decay ** rule(block, L)
+            else:
+                raise ValueError(name)
+            wd = 0.0 if name.endswith("bias") or "norm" in name else weight_decay
+            out.append({"params": [p], "lr": group_lr, "weight_decay": wd})
+        return out
+    return llrd_param_groups
+
+
+def _papers_depth(block, L):  # Sun et al. 2019 and report D: the top layer at the base lr
+    return {"embeddings": L, "pooler": 0}.get(block, L - 1 - block if isinstance(block, int) else None)
+
+
+@pytest.mark.parametrize("rule, words", [
+    # the convention mtkit itself used before it followed the papers: the top layer one decay step down
+    (lambda b, L: {"embeddings": L, "pooler": 1}.get(b, L - b if isinstance(b, int) else None),
+     "classic mistake: the decay starts at the top layer"),
+    (lambda b, L: {"embeddings": L + 1, "pooler": 1}.get(b, L - b if isinstance(b, int) else None),
+     "classic mistake: every encoder block one step too deep"),
+    (lambda b, L: L - 1 if b == "embeddings" else _papers_depth(b, L),
+     "classic mistake: the embeddings at the bottom layer's lr"),
+    (lambda b, L: {"embeddings": 0, "pooler": L}.get(b, b + 1 if isinstance(b, int) else None),
+     "classic mistake: depth counted from the bottom"),
+], ids=["top-layer-decayed", "one-too-deep", "embeddings-with-bottom-layer", "from-the-bottom"])
+def test_llrd_depth_mistakes_are_named(rule, words):
+    with pytest.raises(CheckFailure, match=words) as info:
+        checks.check_llrd_groups(_llrd_by_hand(rule))
+    assert "parameters have the wrong lr" in str(info.value) and "Hint:" in str(info.value)
+    if "top layer" in words:
+        assert "Sun et al. 2019" in str(info.value) and "report D" in str(info.value)
+
+
+def test_llrd_check_accepts_the_papers_rule_written_by_hand():
+    """The same rule as mtkit.bert.depth_of, computed without it: the check passes (the mistakes above are not
+    matched by accident)."""
+    result = checks.check_llrd_groups(_llrd_by_hand(_papers_depth))
+    assert len(result.cases) >= 3
 
 
 def _without_mystery(model):

@@ -48,6 +48,7 @@ BOUNDS = {
         ("mtkit_vs_torch_max_diff_eps0", lambda v: v < 1e-9, "the same update as torch when eps = wd = 0"),
         ("toy_final_loss_adamw", lambda v: _finite(v) and v < 0.5, "AdamW descends the toy surface"),
         ("head_dev_acc", lambda v: 0 < v <= 1, "an accuracy"),
+        ("decay_ratio_scaled_add_1e-7", lambda v: abs(v - 1) < 0.05, "the float32 decay is lr * wd within 5 %"),
     ],
     "05_sentiment_finetuning": [
         ("dev_acc_full_model", lambda v: v >= 0.3, "fine-tuning beats the majority baseline"),
@@ -65,6 +66,7 @@ BOUNDS = {
     "08_layerwise_lr_decay": [
         ("num_groups", lambda v: v >= 8, "one group per block, decay and no-decay halves"),
         ("embeddings_lr_ratio", lambda v: 0 < v < 1, "the embeddings get a smaller lr"),
+        ("top_layer_lr_ratio", lambda v: v == 1.0, "the top layer at the base lr (Sun et al. 2019, report D)"),
     ],
     "09_gradient_surgery": [
         ("telemetry_steps", lambda v: v >= 1, "telemetry was recorded"),

@@ -1,5 +1,6 @@
-"""Layer-wise lr decay groups on the tiny config and on the default encoder: exact lr per parameter (from a rule
-written out here), every trainable parameter exactly once, the no-decay set, and errors on unknown names."""
+"""Layer-wise lr decay groups on the tiny config and on the default encoder: exact lr per parameter (from the
+papers' rule written out here: Sun et al. 2019 and report D put the top layer at the base lr), every trainable
+parameter exactly once, the no-decay set, and errors on unknown names."""
 from __future__ import annotations
 
 import re
@@ -32,15 +33,19 @@ def default_encoder() -> BertModel:
 
 
 def expected_depth(name: str, num_layers: int) -> int:
-    """The rule of issue 3, written plainly: heads 0, layer i at L - i, pooler with the top layer, embeddings L."""
+    """Sun et al. 2019 (eta^(k-1) = xi * eta^k, the top layer k = L at the base lr) and report D (the i-th layer
+    from the top at lr * xi^(i-1)), written plainly: heads and the top layer at the base lr (exponent 0), the
+    pooler with the top layer, layer i (0-based from the bottom) at L - 1 - i, the embeddings one below: L."""
     if name.startswith("heads."):
         return 0
     bare = name.removeprefix("encoder.")
     if bare.startswith("pooler."):
-        return 1
+        return 0
     if bare.startswith("embeddings."):
         return num_layers
-    return num_layers - int(re.match(r"layers\.(\d+)\.", bare).group(1))
+    i = int(re.match(r"layers\.(\d+)\.", bare).group(1))  # 0 = bottom
+    from_the_top = num_layers - i  # report D's i: 1 for the top layer
+    return from_the_top - 1
 
 
 def expected_no_decay(name: str) -> bool:
@@ -79,8 +84,9 @@ def test_tiny_config_lr_per_parameter():
     check_groups(model, result, 1e-3, 0.9, 0.01, num_layers=2)
     lrs = {g["name"]: g["lr"] for g in result.groups}
     assert lrs["heads.*"] == 1e-3
-    assert lrs["encoder.layers.1.*"] == pytest.approx(9e-4) and lrs["encoder.pooler.*"] == pytest.approx(9e-4)
-    assert lrs["encoder.layers.0.*"] == pytest.approx(8.1e-4) and lrs["encoder.embeddings.*"] == pytest.approx(8.1e-4)
+    # the top layer (and the pooler) at the base lr, as in Sun et al. 2019 and report D; then one factor per layer
+    assert lrs["encoder.layers.1.*"] == 1e-3 and lrs["encoder.pooler.*"] == 1e-3
+    assert lrs["encoder.layers.0.*"] == pytest.approx(9e-4) and lrs["encoder.embeddings.*"] == pytest.approx(8.1e-4)
 
 
 def test_default_encoder_lr_per_parameter(default_encoder):
@@ -88,7 +94,9 @@ def test_default_encoder_lr_per_parameter(default_encoder):
     result = layerwise_lr_groups(model, lr=2e-5, decay=0.95, weight_decay=1e-4)
     check_groups(model, result, 2e-5, 0.95, 1e-4, num_layers=6)
     lrs = {g["name"]: g["lr"] for g in result.groups}
-    assert lrs["encoder.layers.5.*"] == pytest.approx(2e-5 * 0.95)
+    assert lrs["encoder.layers.5.*"] == 2e-5  # the top layer: report D's i = 1, lr * 0.95^0
+    assert lrs["encoder.layers.4.*"] == pytest.approx(2e-5 * 0.95)
+    assert lrs["encoder.layers.0.*"] == pytest.approx(2e-5 * 0.95 ** 5)
     assert lrs["encoder.embeddings.*"] == pytest.approx(2e-5 * 0.95 ** 6)
     # heads first, then from the top of the encoder down
     assert [g["depth"] for g in result.groups] == sorted(g["depth"] for g in result.groups)
@@ -99,8 +107,9 @@ def test_bare_bert_model_with_empty_prefix(default_encoder):
     check_groups(default_encoder, result, 1e-4, 0.8, 0.01, num_layers=6)
     placed = group_of_each_parameter(result, default_encoder)
     assert len(placed) == len(list(default_encoder.parameters())) == 6 * 16 + 5 + 2
-    assert placed["layers.0.ffn.up.weight"]["lr"] == pytest.approx(1e-4 * 0.8 ** 6)
-    assert placed["pooler.dense.weight"]["lr"] == pytest.approx(1e-4 * 0.8)
+    assert placed["layers.0.ffn.up.weight"]["lr"] == pytest.approx(1e-4 * 0.8 ** 5)
+    assert placed["embeddings.word_embeddings.weight"]["lr"] == pytest.approx(1e-4 * 0.8 ** 6)
+    assert placed["pooler.dense.weight"]["lr"] == placed["layers.5.ffn.up.weight"]["lr"] == 1e-4
     assert placed["embeddings.layer_norm.weight"]["weight_decay"] == 0.0
 
 
@@ -180,7 +189,9 @@ def test_table_lists_every_group_with_its_counts():
     assert table["tensors"].sum() == len(list(model.parameters()))
     assert table["parameters (numel)"].sum() == sum(p.numel() for p in model.parameters()) == result.num_trainable
     row = table[(table["name pattern"] == "encoder.layers.0.*") & (table["parameters"] == "weights")].iloc[0]
-    assert (row["depth"], row["lr multiplier"], row["lr"], row["weight decay"]) == (2, 0.25, 2.5e-4, 0.01)
+    assert (row["depth"], row["lr multiplier"], row["lr"], row["weight decay"]) == (1, 0.5, 5e-4, 0.01)
+    top = table[(table["name pattern"] == "encoder.layers.1.*") & (table["parameters"] == "weights")].iloc[0]
+    assert (top["depth"], top["lr multiplier"], top["lr"]) == (0, 1.0, 1e-3)
     text = str(result)
     assert "encoder.layers.1.*" in text and "biases, norms" in text
     assert "<table" in result._repr_html_()
@@ -208,7 +219,27 @@ def test_head_lr_sets_the_heads_apart_from_the_encoder():
     result = layerwise_lr_groups(model, lr=2e-5, decay=0.5, head_lr=1e-3)
     lrs = {g["name"]: g["lr"] for g in result.groups}
     assert lrs["heads.*"] == lrs["heads.* (no decay)"] == 1e-3
-    assert lrs["encoder.layers.1.*"] == pytest.approx(1e-5) and lrs["encoder.embeddings.*"] == pytest.approx(5e-6)
+    assert lrs["encoder.layers.1.*"] == lrs["encoder.pooler.*"] == 2e-5  # the top layer keeps lr, not head_lr
+    assert lrs["encoder.layers.0.*"] == pytest.approx(1e-5) and lrs["encoder.embeddings.*"] == pytest.approx(5e-6)
+    assert {g["block"] for g in result.groups if g["lr"] == 1e-3} == {"heads"}
     assert "head_lr 0.001" in str(result)
     with pytest.raises(ValueError, match="head_lr"):
         layerwise_lr_groups(model, lr=2e-5, decay=0.5, head_lr=-1.0)
+
+
+def test_the_trainer_gives_head_lr_to_the_heads_only():
+    """The top encoder layer shares the heads' exponent (0): the trainer must not hand it head_lr too."""
+    from mtkit.multitask import build_model
+    from mtkit.data.tasks import default_tasks
+    from mtkit.train_config import TrainConfig
+    from mtkit.trainer import build_optimizer
+    torch.manual_seed(0)
+    config = TrainConfig(encoder="tiny", llrd_decay=0.5, weight_decay=0.01)
+    model = build_model(config, default_tasks(), encoder=BertModel(BertConfig.tiny()))
+    opt = build_optimizer(model, config, lr=2e-5, head_lr=1e-3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            name = names[id(p)]
+            want = 1e-3 if name.startswith("heads.") else 2e-5 * 0.5 ** expected_depth(name, 2)
+            assert group["lr"] == pytest.approx(want, rel=1e-12), name

@@ -109,3 +109,20 @@ def test_a_bad_data_folder_names_where_it_came_from(tmp_path, monkeypatch, capsy
     monkeypatch.delenv("MTKIT_DATA")
     assert results.main(["--protocol", "smoke", "--data-dir", str(empty), "--out", str(tmp_path / "runs")]) == 2
     assert "given as data_dir" in capsys.readouterr().out
+
+
+def test_the_baseline_rows_say_how_the_probe_was_built_and_tuned():
+    """The linear-probe row names its pooling, normalisation and tuning, and the note gives what was chosen."""
+    protocol = results.PROTOCOLS["compact-cpu"]
+    scores = {"sst": {"linear_probe": 0.42, "linear_probe_C": 1.0, "linear_probe_standardized": False},
+              "para": {"zero_shot": 0.78, "zero_shot_dev_threshold": 0.78, "linear_probe": 0.82,
+                       "linear_probe_C": 0.1, "linear_probe_standardized": False},
+              "sts": {"zero_shot": 0.84, "linear_probe": 0.85, "linear_probe_alpha": 100.0}}
+    table = {"configs": {}, "best": None, "baselines": {"scores": scores, "wall_s": 60.0}}
+    meta = {"command": "python -m bench.results", "commit": "abc", "date": "today", "machine": "here"}
+    text = results.render_markdown(table, {}, protocol, meta, [])
+    assert "| 1. linear probe on frozen mean-pooled, L2-normalised vectors, regularisation tuned on train " in text
+    assert "| 0.420 | 0.820 | 0.850 |" in text
+    assert "SST C = 1, Quora C = 0.1, STS ridge alpha = 100" in text and "dev never used" in text
+    # saved baselines from an older probe are not reused
+    assert results.baseline_settings(protocol, None)["probe"].startswith("mean-pooled, L2-normalised")

@@ -6,6 +6,14 @@ follows the CS224N default final project (``optimizer.py``), which is also the l
 ``transformers.AdamW``: the "efficient" bias correction from the end of section 2 of the Adam paper, eps added
 to sqrt(v), and weight decay applied after the Adam update with the learning rate folded in.
 
+The decay is computed as the formula reads, ``p <- p - lr * weight_decay * p``, a scaled add
+(``p.add_(p, alpha=-lr * weight_decay)``, as the legacy ``transformers.AdamW`` wrote it) that rounds only its
+result. The factor form ``p.mul_(1 - lr * weight_decay)`` (torch.optim.AdamW's) first rounds the factor to a
+multiple of 2^-24 in float32: at lr * weight_decay = 1e-7 (lr 1e-5, weight decay 0.01) every weight then decays
+about 1.15x too fast on average, every step. Below 2^-25 (3e-8) relative no float32 weight can absorb the decay
+step in either form (between 3e-8 and 6e-8 only some can); notebook 04 measures both and shows the remedies
+(float64 or compensated master weights, stochastic rounding).
+
 Two implementations of the same update live here:
 
 * ``adamw_loop``: one parameter at a time, one line per formula. This is the version to read (and the one
@@ -54,9 +62,11 @@ def adamw_loop(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
         # 3. Adam update: p <- p - alpha * m / (sqrt(v) + eps)   (eps added to sqrt(v), not to sqrt(v_hat))
         denom = v.sqrt().add_(eps)
         p.addcdiv_(m, denom, value=-alpha)
-        # 4. Decoupled weight decay after the update: p <- p - lr * wd * p  ==  p * (1 - lr * wd)
+        # 4. Decoupled weight decay after the update: p <- p - lr * wd * p, as a scaled add (one rounding, of
+        #    the result). Not p.mul_(1 - lr * wd): in float32 the factor itself is rounded to a multiple of
+        #    2^-24, which biases every small decay (1.15x too fast at lr * wd = 1e-7; notebook 04).
         if weight_decay != 0.0:
-            p.mul_(1.0 - lr * weight_decay)
+            p.add_(p, alpha=-lr * weight_decay)
 
 
 def adamw_foreach(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
@@ -80,9 +90,9 @@ def adamw_foreach(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tens
     denoms = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_add_(denoms, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denoms, neg_alphas)
-    # 4. Decoupled weight decay after the update.
+    # 4. Decoupled weight decay after the update, as a scaled add (see ``adamw_loop``).
     if weight_decay != 0.0:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        torch._foreach_add_(params, params, alpha=-lr * weight_decay)
 
 
 def adamw_with(step_fn: Callable, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
@@ -123,7 +133,11 @@ class AdamW(Optimizer):
     2. *When the decay happens.* torch decays p before the Adam step, this class after it: ours gives
        (p - u) * (1 - lr * wd), torch gives p * (1 - lr * wd) - u, a difference of lr * wd * u per step.
        With weight_decay = 0 there is no difference.
-    3. *Defaults.* eps 1e-6 and weight_decay 0.0 here; torch uses eps 1e-8 and weight_decay 1e-2.
+    3. *How the decay is rounded.* torch multiplies by the factor (1 - lr * wd), which float32 rounds to a
+       multiple of 2^-24 before it is used; here the decay is the scaled add p - lr * wd * p, which rounds only
+       the result. In float32 small decays differ: 1.15x the intended decay for torch at lr * wd = 1e-7, 0.96x
+       here (the result's own rounding), and the same formula in float64 is matched more closely.
+    4. *Defaults.* eps 1e-6 and weight_decay 0.0 here; torch uses eps 1e-8 and weight_decay 1e-2.
 
     In both, the decay uses the group's current (scheduled) lr, so warmup and layer-wise decay also scale it.
 

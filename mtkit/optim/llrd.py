@@ -3,13 +3,17 @@ embeddings.
 
 Howard & Ruder 2018, "Universal Language Model Fine-tuning for Text Classification" (arXiv 1801.06146) call it
 discriminative fine-tuning; Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?"
-(arXiv 1905.05583, section 5.3.4) apply it to BERT with eta^(l-1) = xi * eta^l and report xi = 0.95 as a good
-setting. The rule here counts depth from the top (``mtkit.bert.depth_of``)::
+(arXiv 1905.05583, section 5.3.4) apply it to BERT with eta^(k-1) = xi * eta^k, the top layer L at the base lr
+eta^L, and report xi = 0.95 as a good setting; report D uses the same rule (the i-th layer from the top at
+lr * xi^(i-1), heads at lr). Depth counts from the top (``mtkit.bert.depth_of``), lr = lr * decay ** depth::
 
-    task heads                      depth 0   lr
-    top encoder layer and pooler    depth 1   lr * decay
-    layer i (of L)                  depth L-i lr * decay ** (L - i)
-    embeddings                      depth L   lr * decay ** L
+    task heads                      lr (or head_lr)
+    top encoder layer and pooler    depth 0       lr
+    layers.i (0 = bottom, of L)     depth L-1-i   lr * decay ** (L - 1 - i)
+    embeddings                      depth L       lr * decay ** L
+
+A common off-by-one starts the decay at the top layer (top layer at lr * decay, every layer one factor too
+low); both papers start it one layer below the top, and ``mtkit.checks.check_llrd_groups`` names that mistake.
 
 Biases and LayerNorm weights get no weight decay. Two mistakes that are silent elsewhere are errors here: a
 parameter whose name is not recognised (some libraries quietly give it the top lr), and a parameter that would
@@ -44,9 +48,11 @@ def uses_weight_decay(name: str) -> bool:
 class LayerwiseGroups:
     """The parameter groups (``.groups``, ready for any torch optimizer) and a table describing them.
 
-    Each group is a dict with ``params``, ``lr``, ``weight_decay`` and two descriptive keys that torch
-    optimizers keep untouched: ``name`` (the name pattern, plus " (no decay)" for the half without weight decay)
-    and ``depth``. ``members`` maps each group name to its parameter names. ``print(result)`` shows the table;
+    Each group is a dict with ``params``, ``lr``, ``weight_decay`` and three descriptive keys that torch
+    optimizers keep untouched: ``name`` (the name pattern, plus " (no decay)" for the half without weight decay),
+    ``depth`` (the exponent of ``decay``; 0 for the heads, the top layer and the pooler) and ``block``
+    (``"heads"`` for parameters under a head prefix, else the encoder block: ``"layers.3"``, ``"pooler"``,
+    ``"embeddings"``). ``members`` maps each group name to its parameter names. ``print(result)`` shows the table;
     ``result.table()`` returns it as a DataFrame.
     """
 
@@ -125,7 +131,7 @@ def layerwise_lr_groups(model: nn.Module, lr: float, decay: float, weight_decay:
         model: a model whose encoder parameters are named ``{encoder_prefix}<minBERT name>`` (docs/ARCHITECTURE.md)
             and whose task-specific parameters start with one of ``head_prefixes``. A ``MultitaskModel`` fits the
             defaults; for a bare ``BertModel`` pass ``encoder_prefix=""``.
-        lr: the heads' learning rate (depth 0).
+        lr: the base learning rate: the heads', the top encoder layer's and the pooler's (depth 0).
         decay: the factor per layer going down (1.0 turns LLRD off but still splits off the no-decay set).
         weight_decay: for weight matrices and embeddings; biases and norm weights get 0.
         encoder_prefix: the prefix of the encoder's parameter names, with its trailing dot.
@@ -161,7 +167,7 @@ def layerwise_lr_groups(model: nn.Module, lr: float, decay: float, weight_decay:
             continue
         head = next((prefix for prefix in head_prefixes if name.startswith(prefix)), None)
         if head is not None:
-            key, pattern, depth = f"head:{head}", f"{head}*", 0
+            key, pattern, depth = f"head:{head}", f"{head}*", 0  # heads: the base lr, like the top layer
         elif name.startswith(encoder_prefix):
             bare = name[len(encoder_prefix):]
             try:
@@ -203,6 +209,7 @@ def layerwise_lr_groups(model: nn.Module, lr: float, decay: float, weight_decay:
                 "weight_decay": wd,
                 "name": group_name,
                 "depth": entry["depth"],
+                "block": "heads" if key.startswith("head:") else key,
             })
             members[group_name] = [n for n, _ in entry[kind]]
 

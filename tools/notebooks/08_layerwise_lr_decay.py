@@ -5,9 +5,15 @@
 # (word identity, local syntax) that every task needs; the top layers are closer to the pre-training objective
 # and have the most to relearn; the heads are brand new. **Layer-wise learning-rate decay** (LLRD) gives each
 # block a learning rate that shrinks with its distance from the top (Howard & Ruder 2018, "discriminative
-# fine-tuning"; Sun et al. 2019 for BERT, with $\xi = 0.95$):
+# fine-tuning"). Sun et al. 2019 ("How to Fine-Tune BERT for Text Classification?") apply it to BERT as
+# $\eta^{k-1} = \xi \cdot \eta^{k}$: the top layer $k = L$ trains at the base lr $\eta^L$, each layer below at $\xi$
+# times the one above, with $\xi = 0.95$. Report D uses the same rule, "lr of the $i$-th layer from the top
+# $= \text{lr}\cdot\xi^{\,i-1}$", heads at lr. mtkit counts the exponent from the top:
 #
-# $$\text{lr}_\text{block} = \text{lr} \cdot \xi^{\,\text{depth}} \qquad \text{depth} = 0 \text{ (heads)},\ 1 \text{ (top layer, pooler)},\ \dots,\ L \text{ (embeddings)}$$
+# $$\text{lr}_\text{block} = \text{lr} \cdot \xi^{\,\text{depth}} \qquad \text{depth} = 0 \text{ (heads, top layer, pooler)},\ 1 \text{ (the layer below)},\ \dots,\ L-1 \text{ (bottom layer)},\ L \text{ (embeddings)}$$
+#
+# The decay starts *below* the top layer. Starting it at the top layer (top layer at $\text{lr}\cdot\xi$) is an
+# off-by-one that slows every layer by one more factor of $\xi$; the check below names it.
 #
 # Report D tried it ($\xi = 0.95$) and found it did not help its best model; this notebook shows what it does,
 # so you can judge when it might.
@@ -80,15 +86,30 @@ depths = np.arange(L + 1)
 fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
 for xi in (1.0, 0.95, 0.8, 0.7):
     ax.plot(depths, lr * xi ** depths, marker="o", label=f"decay xi = {xi}")
-ax.set(yscale="log", title=f"Learning rate by depth ({L}-layer encoder, heads at lr = {lr:g})",
-       xlabel="depth from the top (0 heads, 1 top layer and pooler, ..., L embeddings)",
+ax.set(yscale="log", title=f"Learning rate by depth ({L}-layer encoder, heads and top layer at lr = {lr:g})",
+       xlabel=f"depth from the top (0 heads, top layer, pooler; {L - 1} bottom layer; {L} embeddings)",
        ylabel="learning rate (log scale)", xticks=depths)
 ax.legend()
 plt.show()
 
 # %% [markdown]
-# With $\xi = 0.95$ and 6 layers the embeddings get $0.95^6 \approx 0.74$ of the heads' lr: a gentle tilt. With
-# BERT-base's 12 layers it is $0.54$; with $\xi = 0.7$ and 6 layers, $0.12$.
+# The groups follow the papers' rule exactly. Here is report D's formula, layer by layer from the top, beside
+# the lr mtkit gave each block:
+
+# %%
+block_lr = {g["block"]: g["lr"] for g in groups.groups}  # one lr per block (weights and no-decay halves agree)
+rows = [(f"layers.{L - i}", i, lr * 0.95 ** (i - 1), block_lr[f"layers.{L - i}"]) for i in range(1, L + 1)]
+rows += [("embeddings (below layers.0)", L + 1, lr * 0.95 ** L, block_lr["embeddings"]),
+         ("pooler (with the top layer)", 1, lr, block_lr["pooler"]),
+         ("heads", None, lr, block_lr["heads"])]
+papers = pd.DataFrame(rows, columns=["block", "i-th from the top", "report D: lr * 0.95^(i-1)", "mtkit"])
+papers["mtkit / lr"] = papers["mtkit"] / lr
+print(papers.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+
+# %% [markdown]
+# The top layer and the pooler train at the heads' lr ($0.95^0 = 1$). In the default 6-layer encoder the bottom
+# layer gets $0.95^{5} \approx 0.77$ of it and the embeddings, one step below, $0.95^6 \approx 0.74$: a gentle tilt. With
+# BERT-base's 12 layers the embeddings get $0.95^{12} \approx 0.54$; with $\xi = 0.7$ and 6 layers, $0.12$.
 #
 # ## Exercise: build the groups yourself
 #
@@ -191,7 +212,8 @@ pd.DataFrame({f"xi = {xi}": {"SST dev accuracy": r["scores"]["sst"], "embeddings
 # useful adaptation.
 
 # %%
-metrics = {"num_groups": len(groups.groups), "embeddings_lr_ratio": 0.95 ** L,
+metrics = {"num_groups": len(groups.groups), "embeddings_lr_ratio": block_lr["embeddings"] / lr,
+           "top_layer_lr_ratio": block_lr[f"layers.{L - 1}"] / lr,
            "groups_match_mtkit": bool(same),
            **{f"sst_acc_decay_{xi}": r["scores"]["sst"] for xi, r in results.items()},
            "movement_ratio_embeddings": moved[min(decays)]["embeddings"] / moved[max(decays)]["embeddings"]}
@@ -201,14 +223,18 @@ shutil.rmtree(workdir, ignore_errors=True)
 print(f"wrote {path.name}")
 
 # %%
-"""Sanity checks: your groups equal mtkit's; stronger decay moves the embeddings less."""
+"""Sanity checks: your groups equal mtkit's; mtkit's follow report D's formula (the top layer at lr); stronger
+decay moves the embeddings less."""
 assert same
+assert np.allclose(papers["mtkit"], papers["report D: lr * 0.95^(i-1)"], rtol=1e-12)
+assert block_lr[f"layers.{L - 1}"] == block_lr["pooler"] == lr
 assert moved[min(decays)]["embeddings"] < moved[max(decays)]["embeddings"]
 
 # %% [markdown]
 # ## Summary
 #
-# - LLRD gives each block $\text{lr}\cdot\xi^{\text{depth}}$: heads at full speed, the embeddings slowest.
+# - LLRD gives each block $\text{lr}\cdot\xi^{\text{depth}}$: the heads and the top layer at full speed (the
+#   decay starts below the top layer, as in Sun et al. 2019 and report D), the embeddings slowest.
 # - mtkit builds the groups from parameter names, prints them, refuses unknown names, and keeps biases and
 #   LayerNorm weights out of weight decay. Any lr schedule keeps the ratios.
 # - The effect is visible in how far each block moves; whether it helps the dev score is an empirical question
@@ -218,7 +244,9 @@ assert moved[min(decays)]["embeddings"] < moved[max(decays)]["embeddings"]
 #
 # 1. With $\xi = 0.95$, how much smaller is the embeddings' lr in a 6-layer encoder than in a 24-layer one? What
 #    does that suggest about choosing $\xi$ for deeper models?
-# 2. Why does the pooler share the top layer's depth rather than the heads'?
+# 2. Suppose the decay started at the top layer instead (top layer at $\text{lr}\cdot\xi$). By what factor would
+#    every encoder block's lr change for $\xi = 0.95$? For $\xi = 0.7$? Which blocks would then train slower
+#    than in report D's rule, and would a larger base lr undo it?
 # 3. LLRD and the `two-stage` mode (heads first, then everything) both protect the pretrained weights early on.
 #    How are they different? Could you combine them?
 # 4. Why exclude LayerNorm weights from weight decay? What would decaying a LayerNorm gain towards 0 do?
