@@ -92,3 +92,15 @@ def test_custom_tasks(clean_env):
         find_data_dir(tasks=[spec])  # the demo set cannot stand in for a custom task
     sst_f1 = TaskSpec("sst", "classification", "ids-sst-train.csv", "ids-sst-dev.csv", metric="macro_f1")
     assert find_data_dir(tasks=[sst_f1]).kind == "demo"  # other options, same files: the demo set still fits
+
+
+def test_custom_task_with_absolute_paths_needs_no_data_folder(clean_env, monkeypatch):
+    folder = fake_real(clean_env / "elsewhere", ["cf-train.csv", "cf-dev.csv"])
+    spec = TaskSpec("cfimdb", "classification", str(folder / "cf-train.csv"), str(folder / "cf-dev.csv"))
+    source = find_data_dir(tasks=[spec], allow_demo=False)
+    assert source.kind == "custom" and source.path == folder and "absolute" in source.description
+    monkeypatch.setenv("MTKIT_DATA", str(clean_env / "not-there"))  # not needed, so not consulted
+    assert find_data_dir(tasks=[spec]).path == folder
+    gone = TaskSpec("cfimdb", "classification", str(folder / "cf-train.csv"), str(folder / "nope.csv"))
+    with pytest.raises(FileNotFoundError, match="nope.csv do not exist"):
+        find_data_dir(tasks=[gone])

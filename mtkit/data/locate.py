@@ -11,7 +11,10 @@ The rules, in order:
    :mod:`mtkit.data.demo`), and the returned description says so; with ``allow_demo=False`` a
    ``FileNotFoundError`` that lists the expected file names and the command that downloads them.
 
-A folder holding ``mtkit-demo.json`` is the demo set wherever it is found (kind ``"demo"``).
+A folder holding ``mtkit-demo.json`` is the demo set wherever it is found (kind ``"demo"``). Task files given as
+absolute paths (a custom task's ``train: /data/cfimdb/train.csv``) are used where they are: when every train
+and dev file is absolute, no data folder is needed and none is searched (only an explicit ``data_dir`` is still
+honoured).
 
 Taught in notebooks/01_setup_and_data.ipynb.
 """
@@ -89,6 +92,17 @@ def _check_folder(folder: Path, origin: str, names: Sequence[str], custom: bool)
     return DataSource(folder, kind, f"{what} in {folder} ({origin})")
 
 
+def _absolute_files(names: Sequence[str]) -> DataSource:
+    """Task files given as absolute paths: they must exist; the folder is the one they share."""
+    missing = [n for n in names if not Path(n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"The task file(s) {', '.join(missing)} do not exist. Fix the path(s) in the task's "
+                                "train/dev entries (absolute paths are used as they are, without a data folder).")
+    folder = Path(os.path.commonpath([str(Path(n).parent) for n in names]))
+    return DataSource(folder, "custom", f"your task files at the absolute paths given in the task spec "
+                                        f"(under {folder}); no data folder needed")
+
+
 def find_data_dir(explicit: str | Path | None = None, allow_demo: bool = True,
                   tasks: Sequence[TaskSpec] | None = None, seed: int = 0, cache: str | Path | None = None,
                   verbose: bool = False) -> DataSource:
@@ -104,13 +118,16 @@ def find_data_dir(explicit: str | Path | None = None, allow_demo: bool = True,
     standard = {getattr(t, f"{split}_file") for t in default_tasks() for split in ("train", "dev", "test")}
     custom = not set(names) <= standard
 
+    relative = [n for n in names if not Path(n).is_absolute()]
     if explicit is not None and str(explicit) != "":
         source = _check_folder(Path(explicit).expanduser(), "given as data_dir", names, custom)
+    elif not relative:  # every train/dev file is an absolute path: no data folder is needed, none is searched
+        source = _absolute_files(names)
     elif os.environ.get(ENV_VAR):
         source = _check_folder(Path(os.environ[ENV_VAR]).expanduser(), f"from ${ENV_VAR}", names, custom)
     else:
         local = Path.cwd() / "data"
-        present = [n for n in names if (local / n).is_file()] if local.is_dir() else []
+        present = [n for n in relative if (local / n).is_file()] if local.is_dir() else []
         if present:
             source = _check_folder(local, "./data", names, custom)
         else:
