@@ -3,7 +3,7 @@
 ``mtkit train`` accepts the flags of the CS224N starter's ``multitask_classifier.py`` (same names, so a
 command line from the handout works), plus ``--config file.yaml`` for everything else. The YAML keys are the
 field names of :class:`mtkit.train_config.TrainConfig`; flags given on the command line override the file,
-and ``--set key=value`` overrides any key (``--set schedule=round_robin --set surgery=pcgrad``)::
+and ``--set key=value`` overrides any key (``--set schedule=round-robin --set surgery=pcgrad``)::
 
     mtkit demo-data --dest ./demo                             # or no --dest: the cache, reused
     mtkit train --config examples/report_a.yaml --fine-tune-mode full-model --lr 1e-5 --epochs 3
@@ -120,6 +120,16 @@ def _task_entry(values: dict, name: str) -> dict:
     return entries[name]
 
 
+def _set_example() -> str:
+    """An example of ``--set`` built from the registries' real names, so that it cannot drift from them."""
+    from mtkit.task_schedules import SCHEDULES
+    from mtkit.train_config import SURGERIES
+    schedule = "round-robin" if "round-robin" in SCHEDULES else SCHEDULES[0]
+    surgery = "pcgrad" if "pcgrad" in SURGERIES else SURGERIES[-1]
+    return (f"--set schedule={schedule} --set surgery={surgery} (schedules: {', '.join(SCHEDULES)}; "
+            f"surgeries: {', '.join(SURGERIES)})")
+
+
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of ``mtkit train``: the YAML file, then the starter flags, then ``--set`` overrides."""
     from mtkit.train_config import ConfigError, TrainConfig
@@ -164,7 +174,7 @@ def config_from_args(args: argparse.Namespace):
                 _task_entry(values, task)[f"{split}_out"] = a[flag]
     for item in a.get("overrides", []) or []:
         if "=" not in item:
-            raise CLIError(f"--set {item!r}: write KEY=VALUE, e.g. --set schedule=round_robin.")
+            raise CLIError(f"--set {item!r}: write KEY=VALUE, e.g. {_set_example()}.")
         key, text = item.split("=", 1)
         _apply_override(values, key.strip(), _parse_value(text))
     where = "the command line" if source is None else f"the command line over {source}"

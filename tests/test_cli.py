@@ -229,3 +229,20 @@ def test_custom_task_with_absolute_paths_trains_without_any_data_folder(tmp_path
     assert "No task data found" not in done.stderr
     assert "best" in done.stdout and "cfimdb" in done.stdout
     assert (tmp_path / "out" / "best").is_dir()
+
+
+def test_set_suggestions_name_registered_values(capsys):
+    """The --set examples (module docstring, help, error message) are values the config accepts."""
+    import re
+    import mtkit.cli
+    from mtkit.task_schedules import SCHEDULES
+    assert main(["train", "--set", "schedule"]) == 2
+    err = capsys.readouterr().err
+    suggested = [(k, v.rstrip(".")) for k, v in re.findall(r"--set (\w+)=([\w.-]+)", err)]
+    assert suggested and all(key != "schedule" or value in SCHEDULES for key, value in suggested), err
+    texts = [mtkit.cli.__doc__, build_parser()._subparsers._group_actions[0].choices["train"].format_help(), err]
+    examples = {(k, v.rstrip(".")) for text in texts for k, v in re.findall(r"--set ([a-z_][\w.]*)=([\w.-]+)", text)
+                if k != "key"}  # "--set key=value" is the placeholder
+    assert ("schedule", "round-robin") in examples, examples
+    for key, value in sorted(examples):
+        parse(["--set", f"{key}={value}"])  # each one is a valid override: ConfigError otherwise
