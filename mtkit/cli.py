@@ -1,4 +1,4 @@
-"""The ``mtkit`` command: train, evaluate, predict, fetch data, write the demo set.
+"""The ``mtkit`` command: train, evaluate, predict, fetch and split data, write the demo set.
 
 ``mtkit train`` accepts the flags of the CS224N starter's ``multitask_classifier.py`` (same names, so a
 command line from the handout works), plus ``--config file.yaml`` for everything else. The YAML keys are the
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_parsers(sub)
     sub.add_parser("demo-data", help="write the synthetic demo set (CS224N file formats): mtkit demo-data --help",
                    add_help=False)
-    sub.add_parser("data", help="data commands: mtkit data fetch --help", add_help=False)
+    sub.add_parser("data", help="data commands: mtkit data fetch --help, mtkit data split --help", add_help=False)
     return parser
 
 
@@ -279,15 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     from mtkit.checkpoint import CheckpointError
     from mtkit.train_config import ConfigError
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "data":  # delegated as a whole: mtkit data fetch ...
+    if argv and argv[0] == "data":  # delegated as a whole: mtkit data fetch ... / mtkit data split ...
         rest = argv[1:]
+        if rest and rest[0] == "split":
+            from mtkit.data import split
+            return int(split.cli(rest[1:]) or 0)
         if rest and rest[0] == "fetch":
             rest = rest[1:]
         elif not rest or rest[0] in ("-h", "--help"):
-            print("usage: mtkit data fetch [options]   (see mtkit data fetch --help)")
+            print("usage: mtkit data fetch [options]   download the public CS224N files (mtkit data fetch --help)\n"
+                  "       mtkit data split SOURCE --into NAME=SIZE ... --seed N --dest DIR   carve a file "
+                  "(mtkit data split --help)")
             return 0
         else:
-            print(f"mtkit data: unknown command {rest[0]!r}; the only one is 'fetch'.", file=sys.stderr)
+            print(f"mtkit data: unknown command {rest[0]!r}; the commands are 'fetch' and 'split'.", file=sys.stderr)
             return 2
         try:
             return cmd_data(rest)
