@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast notebooks-test exercises bench results results-gpu reproduce ui-test clean
+.PHONY: setup demo test test-fast notebooks-test exercises lab bench results results-gpu reproduce ui-test clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,12 @@ test-fast: setup
 ## Regenerate exercises/ from solutions/
 exercises: setup
 	$(BIN)/python -m mtkit.exercises solutions exercises
+
+## JupyterLab rooted at the project root, opened on notebook 01: exercises/, notebooks/ and data/ are all in its
+## file browser (a notebook's kernel still runs in notebooks/). LAB_OPTIONS adds options, e.g. --no-browser --port=8889
+LAB_OPTIONS ?=
+lab: setup
+	$(BIN)/python -m jupyterlab --ServerApp.root_dir="$(CURDIR)" $(LAB_OPTIONS) notebooks/01_setup_and_data.ipynb
 
 bench: setup
 	$(BIN)/python bench/run_all.py
