@@ -186,6 +186,16 @@ def check_device(protocol: Protocol, device: str) -> None:
         f"`make results` (--protocol compact-cpu); pass --device {protocol.device} on a machine that has one.")
 
 
+def same_config(saved: dict | None, current: dict) -> bool:
+    """Whether a saved run used the configuration asked for now. ``data_dir`` is left out: the same files in
+    another folder (or named by another path) are the same data, and the data files' SHA-256 are compared on
+    their own (a run saved before they were recorded is taken as it is)."""
+    if saved is None:
+        return False
+    return {k: v for k, v in saved.items() if k != "data_dir"} == {k: v for k, v in current.items()
+                                                                    if k != "data_dir"}
+
+
 def data_hashes(data_dir: str | Path) -> dict[str, str]:
     """SHA-256 of each task file the protocol reads, by file name."""
     from mtkit.data.split import sha256_of
@@ -600,7 +610,7 @@ def main(argv=None) -> int:
             cached = out / "result.json"
             record = json.loads(cached.read_text(encoding="utf-8")) if cached.is_file() and not args.fresh else None
             tc = train_config(config, protocol, seed, data_dir, out, device, args.encoder)
-            if record is not None and record.get("train_config") != tc.to_dict():
+            if record is not None and not same_config(record.get("train_config"), tc.to_dict()):
                 print(f"{config.title}, seed {seed}: the saved run used another configuration; running it again")
                 record = None
             if record is not None and record.get("data_sha256", hashes) != hashes:

@@ -183,6 +183,14 @@ def test_the_table_records_the_data_files_hashes_and_how_to_make_them(tmp_path, 
     assert reruns == [results.data_hashes(data)] and reruns[0]["ids-sst-dev.csv"] != hashes["ids-sst-dev.csv"]
 
 
+def test_a_saved_run_is_matched_by_its_config_and_data_not_by_the_folder_path():
+    config = results.train_config(results.CONFIGS["summed"], results.PROTOCOLS["smoke"], 1, "../data", "/tmp/x",
+                                  "cpu", None).to_dict()
+    moved = {**config, "data_dir": "/somewhere/else/data"}
+    assert results.same_config(config, moved)  # the same files under another path: the data hashes decide
+    assert not results.same_config(config, {**moved, "lr": 1.0}) and not results.same_config(None, config)
+
+
 def test_the_recreate_commands_are_valid_commands():
     """RECREATE_DATA's commands parse with the real parsers (their options exist), and carve as the README says."""
     import shlex
