@@ -372,7 +372,9 @@ def _run(ws: Workspace, command: str) -> None:
         ws.done.add(command)
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, id=c[:60]) for c in DOCUMENTED if c in COMMANDS])
+@pytest.mark.parametrize("command", [  # the commands that run take seconds to a minute each: marked slow
+    pytest.param(c, id=c[:60], marks=[pytest.mark.slow] if isinstance(COMMANDS[c], Run) else [])
+    for c in DOCUMENTED if c in COMMANDS])
 def test_documented_command(command, request):
     entry = COMMANDS[command]
     if isinstance(entry, Skip):
