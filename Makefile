@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast notebooks-test exercises bench results results-gpu reproduce ui-test clean
+.PHONY: setup demo test test-fast notebooks-test exercises lab bench results results-gpu reproduce ui-test clean
 
 setup: $(VENV)/.installed
 
@@ -39,20 +39,29 @@ test-fast: setup
 exercises: setup
 	$(BIN)/python -m mtkit.exercises solutions exercises
 
+## JupyterLab rooted at the project root, opened on notebook 01: exercises/, notebooks/ and data/ are all in its
+## file browser (a notebook's kernel still runs in notebooks/). LAB_OPTIONS adds options, e.g. --no-browser --port=8889
+LAB_OPTIONS ?=
+lab: setup
+	$(BIN)/python -m jupyterlab --ServerApp.root_dir="$(CURDIR)" $(LAB_OPTIONS) notebooks/01_setup_and_data.ipynb
+
 bench: setup
 	$(BIN)/python bench/run_all.py
 
 ## The reports' comparisons on the real data, one budget and three seeds: docs/RESULTS.md (bench/results.py)
+## (data: $MTKIT_DATA, else the folders `python -m bench.results --help` names, such as data/results as
+## `mtkit data fetch` + `mtkit data split` make it: see docs/RESULTS.md).
+## Each refuses the other's device: `make results` on a GPU says to use `make results-gpu`.
 results: setup
-	$(BIN)/python -m bench.results --protocol compact-cpu --data-dir $${MTKIT_DATA:-../shared/data} --doc docs/RESULTS.md
+	$(BIN)/python -m bench.results --protocol compact-cpu --doc docs/RESULTS.md
 
 ## The same on a GPU with the complete training sets
 results-gpu: setup
-	$(BIN)/python -m bench.results --protocol full-gpu --device cuda --data-dir $${MTKIT_DATA:-../shared/data} --doc docs/RESULTS.md
+	$(BIN)/python -m bench.results --protocol full-gpu --device cuda --doc docs/RESULTS.md
 
 ## All notebooks with full parameters on the real data (GPU)
 reproduce: setup
-	$(BIN)/python -m mtkit.notebook_runner --out runs/full --profile full --data-dir $${MTKIT_DATA:-../shared/data}
+	$(BIN)/python -m mtkit.notebook_runner --out runs/full --profile full --data-dir $${MTKIT_DATA:-data}
 
 ui-test: setup
 	$(BIN)/python -m pytest tests/ui -m ui -q

@@ -1,7 +1,7 @@
 """The reports' comparisons on the real data, with one budget for every configuration and several seeds.
 
-    python -m bench.results --protocol compact-cpu --data-dir ../shared/data        # make results
-    python -m bench.results --protocol full-gpu --data-dir DIR --device cuda         # a GPU
+    python -m bench.results --protocol compact-cpu --data-dir DIR                    # make results (a CPU)
+    python -m bench.results --protocol full-gpu --data-dir DIR --device cuda         # make results-gpu (a GPU)
     python -m bench.results --protocol compact-cpu --configs pcgrad,summed --seeds 3 # a subset
 
 Every configuration starts from the same encoder (the default, all-MiniLM-L6-v2, unless ``--encoder``), sees
@@ -23,6 +23,12 @@ points, and runs with the same seeds (the first ``seeds`` of the protocol; the P
 6. ``cross-encoder``: 3 with cross-encoder heads for both pair tasks;
 7. ``main-aux``: main (sentiment) + auxiliary weighting, lambda 0.3, with surgery (report C);
 8. ``best``: the best combination found (see ``CONFIGS``).
+
+The data: the public CS224N files, with both Quora files carved from the public dev file (``RECREATE_DATA``
+gives the commands: ``mtkit data fetch``, then ``mtkit data split``). The SHA-256 of every task file used is
+written into the table's section, so a table says which data made it and anyone can check that theirs is the
+same. Each protocol is meant for one kind of device (``Protocol.device``): the command refuses to run
+``compact-cpu`` on a GPU (its table would not be the CPU table any more) and ``full-gpu`` on a CPU.
 
 Each run is written to ``<out>/<protocol>/<config>/seed<seed>/`` (checkpoints, history, telemetry) with its
 ``result.json``; a run whose ``result.json`` exists is not run again, so a killed protocol continues where it
@@ -71,6 +77,7 @@ class Protocol:
     telemetry_every: int  # gradient-conflict telemetry of the surgery comparison, in optimizer steps
     probe_train_limit: int | None  # training examples of the linear-probe baselines
     description: str
+    device: str | None = None  # the device type the protocol's budget and table are meant for; None: any
 
 
 PROTOCOLS = {
@@ -79,12 +86,14 @@ PROTOCOLS = {
         evals=2, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=10, probe_train_limit=None,
         description="a 2-core CPU, about ten minutes per run: 500 batches of 16 per task drawn from the complete "
                     "training sets (about 0.9 passes over SST, 0.5 over Quora, 1.3 over STS), max length 64, "
-                    "full dev sets"),
+                    "full dev sets",
+        device="cpu"),
     "full-gpu": Protocol(
         name="full-gpu", task_batches=9000, batch_size=32, max_length=128, train_limit=None, dev_limit=None,
         evals=6, seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=50, probe_train_limit=None,
         description="one GPU: 3,000 batches of 32 per task from the complete training sets (about 11 passes over "
-                    "SST, 6 over Quora, 16 over STS), max length 128, full dev sets"),
+                    "SST, 6 over Quora, 16 over STS), max length 128, full dev sets",
+        device="cuda"),
     "smoke": Protocol(
         name="smoke", task_batches=12, batch_size=8, max_length=32, train_limit=64, dev_limit=48, evals=2,
         seeds=(11711, 1, 2), lr=5e-5, head_lr=1e-3, telemetry_every=1, probe_train_limit=64,
@@ -146,6 +155,64 @@ CONFIGS = {c.name: c for c in [
                    "llrd_decay": 0.95}, lr=1e-4, min_seeds=3),
 ]}
 BASELINE_ROWS = ("zero-shot", "linear-probe")
+DATA_FILES = tuple(f"{name}-{split}.csv" for name in ("ids-sst", "quora", "sts") for split in ("train", "dev"))
+# How the data of docs/RESULTS.md is made from the public files (mtkit.data.split): the public quora-train.csv
+# (141k pairs) is not used; both Quora files are carved, after a shuffle with seed 224, from the public
+# 20,214-pair quora-dev.csv, and the SST and STS files are the public ones, copied unchanged.
+RECREATE_DATA = (
+    "mtkit data fetch --dest data",
+    "mtkit data split data/quora-dev.csv --into quora-train.csv=16000 --into quora-dev.csv=rest --seed 224 "
+    "--dest data/results --copy data/ids-sst-*.csv data/sts-*.csv",
+)
+MAKE_TARGET = {"compact-cpu": "make results", "full-gpu": "make results-gpu"}
+
+
+class DeviceMismatch(RuntimeError):
+    """A protocol asked to run on a device it is not meant for (its table would be mislabelled)."""
+
+
+def check_device(protocol: Protocol, device: str) -> None:
+    """Refuse a protocol on the wrong kind of device: ``compact-cpu`` on CUDA would overwrite the CPU table with
+    numbers from a GPU (other kernels, bf16 autocast), ``full-gpu`` on a CPU would take days."""
+    kind = str(device).split(":")[0]
+    if protocol.device is None or kind == protocol.device:
+        return
+    if protocol.device == "cpu":
+        raise DeviceMismatch(
+            f"protocol {protocol.name} is the CPU protocol, but this run would use {device}: its table would replace "
+            f"the CPU table with numbers from a GPU. On a GPU use `make results-gpu` (--protocol full-gpu), or run "
+            f"the CPU protocol on the CPU with --device cpu.")
+    raise DeviceMismatch(
+        f"protocol {protocol.name} is meant for {protocol.device}, but this run would use {device}. On a CPU use "
+        f"`make results` (--protocol compact-cpu); pass --device {protocol.device} on a machine that has one.")
+
+
+def same_config(saved: dict | None, current: dict) -> bool:
+    """Whether a saved run used the configuration asked for now. ``data_dir`` is left out: the same files in
+    another folder (or named by another path) are the same data, and the data files' SHA-256 are compared on
+    their own (a run saved before they were recorded is taken as it is)."""
+    if saved is None:
+        return False
+    return {k: v for k, v in saved.items() if k != "data_dir"} == {k: v for k, v in current.items()
+                                                                    if k != "data_dir"}
+
+
+def data_hashes(data_dir: str | Path) -> dict[str, str]:
+    """SHA-256 of each task file the protocol reads, by file name."""
+    from mtkit.data.split import sha256_of
+    folder = Path(data_dir)
+    return {name: sha256_of(folder / name) for name in DATA_FILES if (folder / name).is_file()}
+
+
+def data_recipe(data_dir: str | Path) -> list[str]:
+    """The commands that made ``data_dir``: those of its ``mtkit data split`` manifests, when it has any."""
+    commands = []
+    for manifest in sorted(Path(data_dir).glob("mtkit-split-*.json")):
+        try:
+            commands.append(json.loads(manifest.read_text(encoding="utf-8"))["command"])
+        except (json.JSONDecodeError, KeyError, OSError):
+            continue
+    return commands
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -171,7 +238,7 @@ def train_config(config: Configuration, protocol: Protocol, seed: int, data_dir:
     return TrainConfig(**values)
 
 
-def run_one(config: Configuration, tc, seed: int, out: Path) -> dict:
+def run_one(config: Configuration, tc, seed: int, out: Path, data_sha256: dict | None = None) -> dict:
     """Train ``tc`` (the TrainConfig of ``config`` for one seed); its result (also written to ``out/result.json``)."""
     from mtkit.trainer import Trainer
     start = time.perf_counter()
@@ -185,7 +252,7 @@ def run_one(config: Configuration, tc, seed: int, out: Path) -> dict:
               "best_step": result.best["step"], "steps": result.steps, "task_batches": result.steps * per_step,
               "skipped_steps": result.skipped_steps, "wall_s": wall, "curve": curve, "device": str(trainer.device),
               "telemetry": str(out / "telemetry.npz") if (out / "telemetry.npz").is_file() else None,
-              "train_config": tc.to_dict()}
+              "train_config": tc.to_dict(), "data_sha256": data_sha256}
     (out / "result.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
 
@@ -198,13 +265,14 @@ def baseline_settings(protocol: Protocol, encoder: str | None) -> dict:
             "ridge_alphas": list(RIDGE_ALPHAS)}
 
 
-def run_baselines(protocol: Protocol, data_dir: str, out: Path, device: str, encoder: str | None) -> dict:
+def run_baselines(protocol: Protocol, data_dir: str, out: Path, device: str, encoder: str | None,
+                  data_sha256: dict | None = None) -> dict:
     from mtkit.baselines import frozen_baselines
     start = time.perf_counter()
     scores = frozen_baselines(data_dir, encoder=encoder, train_limit=protocol.probe_train_limit,
                               max_length=protocol.max_length, seed=protocol.seeds[0], device=device)
     record = {"config": "baselines", "scores": scores, "wall_s": time.perf_counter() - start,
-              "settings": baseline_settings(protocol, encoder)}
+              "settings": baseline_settings(protocol, encoder), "data_sha256": data_sha256}
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
@@ -355,6 +423,7 @@ def render_markdown(table: dict, results: dict[str, list[dict]], protocol: Proto
     out = [f"### Protocol `{protocol.name}`", "",
            f"Command: `{meta['command']}`  ", f"Commit: {meta['commit']}; finished {meta['date']}.  ",
            f"Machine: {meta['machine']}.  ",
+           *data_lines(meta),
            f"Budget: {protocol.description}. Every configuration sees {protocol.task_batches // len(TASKS)} batches "
            f"of {protocol.batch_size} per task and is evaluated {protocol.evals} times on "
            f"{'the full dev sets' if protocol.dev_limit is None else f'the first {protocol.dev_limit} dev examples'} (the best "
@@ -406,6 +475,20 @@ def probe_note(scores: dict) -> str:
     return ("Linear-probe row: logistic regression (ridge for STS) on mean-pooled, L2-normalised sentence vectors "
             "([u; v; |u-v|; u*v] for pairs); C chosen on a stratified, seeded 20 % of the training set held out, "
             "alpha by leave-one-out on the training set, dev never used: " + ", ".join(parts) + ".")
+
+
+def data_lines(meta: dict) -> list[str]:
+    """The section's data lines: each file's SHA-256, and how to make the same files."""
+    hashes = meta.get("data_sha256") or {}
+    if not hashes:
+        return []
+    lines = ["Data (SHA-256): " + ", ".join(f"`{name}` {sha[:16]}" for name, sha in hashes.items()) + ".  "]
+    made = meta.get("data_recipe") or []
+    if made:
+        lines.append("Made by: " + "; ".join(f"`{c}`" for c in made) + ".  ")
+    lines.append("Same data from the public files: " + ", then ".join(f"`{c}`" for c in RECREATE_DATA)
+                 + " (full hashes: `results.json` beside the runs; `sha256sum -c SHA256SUMS` in the folder).  ")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -469,7 +552,9 @@ def plot_telemetry(results: dict[str, list[dict]], path: Path) -> Path | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="compact-cpu")
-    parser.add_argument("--data-dir", default=None, help="CS224N files (default: MTKIT_DATA, then ../shared/data)")
+    parser.add_argument("--data-dir", default=None, help="the task files, made as RECREATE_DATA says (default: "
+                                                         "MTKIT_DATA, then a shared/data folder beside the repository, "
+                                                         "then the project's data/)")
     parser.add_argument("--configs", default="all", help=f"comma-separated subset of {','.join(CONFIGS)} "
                                                          "and 'baselines' (default: all)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per configuration (at least 3 for 3 and 4)")
@@ -488,29 +573,38 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     protocol = PROTOCOLS[args.protocol]
+    device = str(get_device(None if args.device == "auto" else args.device, verbose=False))
+    try:  # before anything runs: a GPU must not write the CPU table, nor a CPU the GPU one
+        check_device(protocol, device)
+    except DeviceMismatch as err:
+        print(f"bench.results: {err}", file=sys.stderr)
+        return 2
     if args.data_dir == "demo":
         from mtkit.data.demo import demo_data_dir
         data_dir = str(demo_data_dir())
     else:
         from mtkit.data.locate import find_data_dir
-        shared = REPO.parent / "shared" / "data"
-        # MTKIT_DATA is left to find_data_dir, so that its errors name the variable the folder came from
-        explicit = args.data_dir or (None if os.environ.get("MTKIT_DATA") else (
-            str(shared) if (shared / "ids-sst-train.csv").is_file() else None))
-        try:  # the argument, then MTKIT_DATA, then ../shared/data, then ./data; never the demo set unless asked for
+        # the argument, then MTKIT_DATA, then a shared/data folder beside the repository (the course machines'
+        # layout), then data/results (where RECREATE_DATA writes), then find_data_dir's own search; never the
+        # demo set unless asked for. MTKIT_DATA is left to find_data_dir, so that its errors name the variable.
+        beside = [REPO.parent / "shared" / "data", REPO / "data" / "results"]
+        found = next((str(c) for c in beside if all((c / n).is_file() for n in DATA_FILES)), None)
+        explicit = args.data_dir or (None if os.environ.get("MTKIT_DATA") else found)
+        try:
             data_dir = str(find_data_dir(explicit, allow_demo=False).path)
         except FileNotFoundError as err:
-            print(f"{err}\n(--data-dir demo runs the protocol on mtkit's demo set.)")
+            print(f"{err}\nThe files of docs/RESULTS.md are made with: " + "; then ".join(RECREATE_DATA)
+                  + " (then --data-dir data/results). --data-dir demo runs the protocol on mtkit's demo set.")
             return 2
     wanted = list(CONFIGS) + ["baselines"] if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
     unknown = [c for c in wanted if c not in CONFIGS and c != "baselines"]
     if unknown:
         parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS) + ['baselines']}")
-    device = str(get_device(None if args.device == "auto" else args.device, verbose=False))
     root = Path(args.out) / protocol.name
     warnings.filterwarnings("ignore", message=".*longer than max_length.*")
     command = "python -m bench.results " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(f"protocol {protocol.name} on {data_dir} ({device}); runs in {root}")
+    hashes = data_hashes(data_dir)
 
     baselines = None
     base_file = root / "baselines" / "result.json"
@@ -520,9 +614,12 @@ def main(argv=None) -> int:
             if baselines.get("settings") != baseline_settings(protocol, args.encoder):
                 print("baselines: the saved ones used other settings; computing them again")
                 baselines = None
+            elif baselines.get("data_sha256", hashes) != hashes:
+                print("baselines: the saved ones used other data files; computing them again")
+                baselines = None
         if baselines is None:
             print("baselines (zero-shot, linear probe) ...", flush=True)
-            baselines = run_baselines(protocol, data_dir, root / "baselines", device, args.encoder)
+            baselines = run_baselines(protocol, data_dir, root / "baselines", device, args.encoder, hashes)
         print(f"  baselines: {json.dumps(baselines['scores'])} ({baselines['wall_s']:.0f} s)", flush=True)
 
     results: dict[str, list[dict]] = {}
@@ -536,19 +633,22 @@ def main(argv=None) -> int:
             cached = out / "result.json"
             record = json.loads(cached.read_text(encoding="utf-8")) if cached.is_file() and not args.fresh else None
             tc = train_config(config, protocol, seed, data_dir, out, device, args.encoder)
-            if record is not None and record.get("train_config") != tc.to_dict():
+            if record is not None and not same_config(record.get("train_config"), tc.to_dict()):
                 print(f"{config.title}, seed {seed}: the saved run used another configuration; running it again")
+                record = None
+            if record is not None and record.get("data_sha256", hashes) != hashes:
+                print(f"{config.title}, seed {seed}: the saved run used other data files; running it again")
                 record = None
             if record is None:
                 print(f"{config.title}, seed {seed} ...", flush=True)
-                record = run_one(config, tc, seed, out)
+                record = run_one(config, tc, seed, out, data_sha256=hashes)
             results.setdefault(name, []).append(record)
             print(f"  {name} seed {seed}: " + ", ".join(f"{t} {s:.4f}" for t, s in record["scores"].items())
                   + f"; overall {record['overall']:.4f} ({record['wall_s'] / 60:.1f} min)", flush=True)
 
     table = build_table(protocol, results, baselines)
     meta = {"command": command, "commit": commit(), "machine": machine_line(), "date": time.strftime("%Y-%m-%d"),
-            "data_dir": data_dir, "device": device}
+            "data_dir": data_dir, "device": device, "data_sha256": hashes, "data_recipe": data_recipe(data_dir)}
     fig_dir = Path(args.figures) if args.figures else (Path(args.doc).parent / "results" if args.doc else root)
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures = []

@@ -16,6 +16,10 @@ only then does the pointer file ``latest.json`` move to it (a temporary file, ``
 Older checkpoints are deleted after that, so a kill at any moment leaves the previous checkpoint and a
 pointer to it intact; a leftover ``.tmp-...`` folder is ignored and cleaned up by the next save.
 
+Loading falls back, never silently: :meth:`CheckpointStore.load_latest` tries the folder ``latest.json`` names,
+then the others newest first, and returns the first that verifies (sizes, SHA-256) and parses, with the list of
+those it rejected and why (``Checkpoint.rejected``); ``Trainer.fit(resume=True)`` prints each and the one used.
+
 Loading never unpickles: tensors come from safetensors and everything else from JSON, so a checkpoint from
 someone else cannot run code on your machine. Python, NumPy and torch objects in the state (tuples, dicts with
 integer keys, NumPy arrays, tensors) are encoded by :func:`flatten_state` and restored exactly by
@@ -32,7 +36,7 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +56,23 @@ _WRITE_HOOK: Callable[[str], None] | None = None
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, incomplete or damaged; the message names the folder and what to do."""
+    """A checkpoint that is missing, incomplete or damaged; the message names the folder and what to do.
+
+    ``reason``: what is wrong, in a few words naming the file (what a resume prints when it falls back)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
+@dataclass
+class Rejection:
+    """A checkpoint (or the pointer file) that a load skipped, and why."""
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path.name} rejected: {self.reason}"
 
 
 # ------------------------------------------------------------------------------------------------ state <-> JSON
@@ -192,6 +212,7 @@ class Checkpoint:
     state: dict
     config: dict
     manifest: dict
+    rejected: list = field(default_factory=list)  # Rejection of each newer checkpoint skipped to reach this one
 
 
 def write_checkpoint(folder: str | Path, model_state: dict[str, torch.Tensor], state: dict | None = None,
@@ -246,24 +267,39 @@ def verify(folder: str | Path, check_hash: bool = True) -> dict:
     """The manifest of a complete checkpoint folder; CheckpointError naming what is wrong otherwise."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} does not exist.", f"{folder.name} does not exist")
     if not manifest_path.is_file():
         raise CheckpointError(f"{folder} is not a complete mtkit checkpoint (no {MANIFEST}); it was probably cut "
-                              "short by a crash. Use an earlier checkpoint (see latest.json beside it).")
+                              "short by a crash. Use an earlier checkpoint (see latest.json beside it).",
+                              f"no {MANIFEST} (an incomplete checkpoint)")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{manifest_path} is not valid JSON ({err}).") from None
+        files = manifest["files"]
+        entries = {name: (int(info["bytes"]), str(info["sha256"])) for name, info in files.items()}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{manifest_path} cannot be read ({type(err).__name__}: {err}).",
+                              f"{MANIFEST} cannot be read ({type(err).__name__}: {err})") from None
     if manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{folder} is not an mtkit checkpoint (format {manifest.get('format')!r}).")
+        raise CheckpointError(f"{folder} is not an mtkit checkpoint (format {manifest.get('format')!r}).",
+                              f"not an mtkit checkpoint (format {manifest.get('format')!r})")
     if manifest.get("version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{folder} was written by a newer mtkit (format {manifest['version']}); upgrade mtkit.")
-    for name, info in manifest["files"].items():
+        raise CheckpointError(f"{folder} was written by a newer mtkit (format {manifest['version']}); upgrade mtkit.",
+                              f"written by a newer mtkit (format {manifest['version']})")
+    for name, (size, sha) in entries.items():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != info["bytes"]:
-            raise CheckpointError(f"{path} is missing or has the wrong size: the checkpoint is damaged; use an "
-                                  "earlier one.")
-        if check_hash and _sha256(path) != info["sha256"]:
-            raise CheckpointError(f"{path} does not match its SHA-256 in {MANIFEST}: the checkpoint is damaged.")
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing: the checkpoint is damaged; use an earlier one.",
+                                  f"{name} is missing")
+        found = path.stat().st_size
+        if found != size:
+            reason = (f"{name} has {found:,} bytes where {MANIFEST} says {size:,} "
+                      f"({'truncated' if found < size else 'grown'}: damaged)")
+            raise CheckpointError(f"{path}: {reason}; use an earlier checkpoint.", reason)
+        if check_hash and _sha256(path) != sha:
+            reason = f"{name} does not match its SHA-256 in {MANIFEST} (its bytes changed: damaged)"
+            raise CheckpointError(f"{path} does not match its SHA-256 in {MANIFEST}: the checkpoint is damaged.",
+                                  reason)
     return manifest
 
 
@@ -271,12 +307,23 @@ def read_checkpoint(folder: str | Path, check_hash: bool = True, load_state: boo
     """Load a checkpoint folder (verified against its manifest) without unpickling anything."""
     folder = Path(folder)
     manifest = verify(folder, check_hash=check_hash)
-    model = _load_tensors(folder / "model.safetensors")
-    state: dict = {}
-    if load_state:
-        skeleton = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        state = unflatten_state(skeleton, _load_tensors(folder / "state.safetensors"))
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    reading = "model.safetensors"
+    try:  # a file whose size and hash agree with the manifest may still fail to parse (a manifest edited by hand)
+        model = _load_tensors(folder / reading)
+        state: dict = {}
+        if load_state:
+            reading = "state.json"
+            skeleton = json.loads((folder / reading).read_text(encoding="utf-8"))
+            reading = "state.safetensors"
+            state = unflatten_state(skeleton, _load_tensors(folder / reading))
+        reading = "config.json"
+        config = json.loads((folder / reading).read_text(encoding="utf-8"))
+    except CheckpointError:
+        raise
+    except Exception as err:  # safetensors' own error type, JSONDecodeError, a missing tensor key ...
+        reason = f"{reading} cannot be read ({type(err).__name__}: {str(err)[:200]})"
+        raise CheckpointError(f"{folder / reading}: {reason}; the checkpoint is damaged, use an earlier one.",
+                              reason) from None
     return Checkpoint(path=folder, step=int(manifest["step"]), model=model, state=state, config=config,
                       manifest=manifest)
 
@@ -292,6 +339,7 @@ class CheckpointStore:
     def __init__(self, root: str | Path, keep: int = 1):
         self.root = Path(root)
         self.keep = int(keep)
+        self.rejected: list[Rejection] = []  # what the last latest() / load_latest() skipped, and why
 
     def name_for(self, step: int) -> str:
         return f"step-{int(step):08d}"
@@ -328,28 +376,59 @@ class CheckpointStore:
         for folder in doomed:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def latest(self) -> Path | None:
-        """The folder ``latest.json`` points to; if that is missing or damaged, the newest complete one."""
+    def candidates(self) -> tuple[list[Path], list[Rejection]]:
+        """The folders a load tries, in order: the one ``latest.json`` names, then every other ``step-*`` folder,
+        newest first; and the rejection of the pointer itself when it is unreadable or names a missing folder."""
+        if not self.root.is_dir():
+            return [], []
+        rejected: list[Rejection] = []
+        order: list[Path] = []
         pointer = self.root / POINTER
         if pointer.is_file():
             try:
                 name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-                folder = self.root / name
-                verify(folder, check_hash=False)
-                return folder
-            except (json.JSONDecodeError, KeyError, CheckpointError):
-                pass
-        for folder in reversed(self.complete()):
+                folder = self.root / str(name)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+                rejected.append(Rejection(pointer, f"{POINTER} cannot be read ({type(err).__name__}: {err})"))
+            else:
+                if folder.is_dir():
+                    order.append(folder)
+                else:
+                    rejected.append(Rejection(pointer, f"{POINTER} points to {name}, which does not exist"))
+        numbered = sorted((int(m.group(1)), child) for child in self.root.iterdir()
+                          if (m := _NAME_RE.match(child.name)) and child.is_dir())
+        order += [folder for _, folder in reversed(numbered) if folder not in order]
+        return order, rejected
+
+    def latest(self, check_hash: bool = False) -> Path | None:
+        """The folder ``latest.json`` points to; if that is missing or damaged, the newest complete one.
+
+        What was skipped on the way, and why, is in ``self.rejected`` (a list of :class:`Rejection`)."""
+        order, self.rejected = self.candidates()
+        for folder in order:
             try:
-                verify(folder, check_hash=False)
+                verify(folder, check_hash=check_hash)
                 return folder
-            except CheckpointError:
-                continue
+            except CheckpointError as err:
+                self.rejected.append(Rejection(folder, err.reason))
         return None
 
     def load_latest(self, check_hash: bool = True) -> Checkpoint | None:
-        folder = self.latest()
-        return None if folder is None else read_checkpoint(folder, check_hash=check_hash)
+        """The newest checkpoint that verifies (sizes and, by default, SHA-256) and parses; None when none does.
+
+        Falling back is never silent: the returned checkpoint's ``rejected`` (and ``self.rejected``) lists each
+        newer checkpoint skipped, and the pointer when it was wrong, with the reason: a size, a hash, a missing
+        file or a parse failure."""
+        order, self.rejected = self.candidates()
+        for folder in order:
+            try:
+                checkpoint = read_checkpoint(folder, check_hash=check_hash)
+            except CheckpointError as err:
+                self.rejected.append(Rejection(folder, err.reason))
+                continue
+            checkpoint.rejected = list(self.rejected)
+            return checkpoint
+        return None
 
 
 def resolve(path: str | Path, prefer: str = "best") -> Path:

@@ -1,9 +1,9 @@
-"""The ``mtkit`` command: train, evaluate, predict, fetch data, write the demo set.
+"""The ``mtkit`` command: train, evaluate, predict, fetch and split data, write the demo set.
 
 ``mtkit train`` accepts the flags of the CS224N starter's ``multitask_classifier.py`` (same names, so a
 command line from the handout works), plus ``--config file.yaml`` for everything else. The YAML keys are the
 field names of :class:`mtkit.train_config.TrainConfig`; flags given on the command line override the file,
-and ``--set key=value`` overrides any key (``--set schedule=round_robin --set surgery=pcgrad``)::
+and ``--set key=value`` overrides any key (``--set schedule=round-robin --set surgery=pcgrad``)::
 
     mtkit demo-data --dest ./demo                             # or no --dest: the cache, reused
     mtkit train --config examples/report_a.yaml --fine-tune-mode full-model --lr 1e-5 --epochs 3
@@ -120,6 +120,16 @@ def _task_entry(values: dict, name: str) -> dict:
     return entries[name]
 
 
+def _set_example() -> str:
+    """An example of ``--set`` built from the registries' real names, so that it cannot drift from them."""
+    from mtkit.task_schedules import SCHEDULES
+    from mtkit.train_config import SURGERIES
+    schedule = "round-robin" if "round-robin" in SCHEDULES else SCHEDULES[0]
+    surgery = "pcgrad" if "pcgrad" in SURGERIES else SURGERIES[-1]
+    return (f"--set schedule={schedule} --set surgery={surgery} (schedules: {', '.join(SCHEDULES)}; "
+            f"surgeries: {', '.join(SURGERIES)})")
+
+
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of ``mtkit train``: the YAML file, then the starter flags, then ``--set`` overrides."""
     from mtkit.train_config import ConfigError, TrainConfig
@@ -164,7 +174,7 @@ def config_from_args(args: argparse.Namespace):
                 _task_entry(values, task)[f"{split}_out"] = a[flag]
     for item in a.get("overrides", []) or []:
         if "=" not in item:
-            raise CLIError(f"--set {item!r}: write KEY=VALUE, e.g. --set schedule=round_robin.")
+            raise CLIError(f"--set {item!r}: write KEY=VALUE, e.g. {_set_example()}.")
         key, text = item.split("=", 1)
         _apply_override(values, key.strip(), _parse_value(text))
     where = "the command line" if source is None else f"the command line over {source}"
@@ -260,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_parsers(sub)
     sub.add_parser("demo-data", help="write the synthetic demo set (CS224N file formats): mtkit demo-data --help",
                    add_help=False)
-    sub.add_parser("data", help="data commands: mtkit data fetch --help", add_help=False)
+    sub.add_parser("data", help="data commands: mtkit data fetch --help, mtkit data split --help", add_help=False)
     return parser
 
 
@@ -269,15 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     from mtkit.checkpoint import CheckpointError
     from mtkit.train_config import ConfigError
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "data":  # delegated as a whole: mtkit data fetch ...
+    if argv and argv[0] == "data":  # delegated as a whole: mtkit data fetch ... / mtkit data split ...
         rest = argv[1:]
+        if rest and rest[0] == "split":
+            from mtkit.data import split
+            return int(split.cli(rest[1:]) or 0)
         if rest and rest[0] == "fetch":
             rest = rest[1:]
         elif not rest or rest[0] in ("-h", "--help"):
-            print("usage: mtkit data fetch [options]   (see mtkit data fetch --help)")
+            print("usage: mtkit data fetch [options]   download the public CS224N files (mtkit data fetch --help)\n"
+                  "       mtkit data split SOURCE --into NAME=SIZE ... --seed N --dest DIR   carve a file "
+                  "(mtkit data split --help)")
             return 0
         else:
-            print(f"mtkit data: unknown command {rest[0]!r}; the only one is 'fetch'.", file=sys.stderr)
+            print(f"mtkit data: unknown command {rest[0]!r}; the commands are 'fetch' and 'split'.", file=sys.stderr)
             return 2
         try:
             return cmd_data(rest)

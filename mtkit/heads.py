@@ -4,7 +4,7 @@ A head never sees tokens: its input is already pooled (mtkit/pooling.py), ``u (B
 ``u, v (B, H)`` for the two sentences of a pair encoded separately (the bi-encoder, "Siamese" layout), or one
 vector of the joined pair ``[CLS] a [SEP] b [SEP]`` (the cross-encoder layout).
 
-The heads, with the report of ../shared/REPORTS.md that uses each:
+The heads, with the report (docs/REPORTS.md) that uses each:
 
 ==========================  =====================================================================  ===========
 kind (``make_head``)        module                                                                 reports

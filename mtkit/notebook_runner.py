@@ -99,9 +99,11 @@ PROFILES: dict[str, dict[str, dict]] = {
 def data_source(data_dir=None, verbose: bool = True):
     """Which data a notebook uses, as a :class:`mtkit.data.locate.DataSource`.
 
-    ``"demo"``: mtkit's demo set; ``None``: the usual search ($MTKIT_DATA, ./data, else the demo set); a
-    folder: the CS224N files there (an error if they are missing). Prints one line saying which, without the
-    machine-specific cache path for the demo set.
+    ``"demo"``: mtkit's demo set; ``None``: the usual search (:func:`mtkit.data.locate.find_data_dir`:
+    $MTKIT_DATA, then the project's ``data/`` folder found from the project root, so a notebook running in
+    ``notebooks/`` finds what ``mtkit data fetch --dest ./data`` wrote from the root; else the demo set); a
+    folder: the CS224N files there (an error if they are missing). Prints one line saying which, naming the
+    folder used and why (without the machine-specific cache path for the demo set).
     """
     from mtkit.data.demo import demo_data_dir
     from mtkit.data.locate import DataSource, find_data_dir

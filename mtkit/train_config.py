@@ -1,6 +1,7 @@
 """The training configuration: one dataclass tree whose field names are the YAML keys and the Python API.
 
-Every method of the five reports (docs: ../shared/REPORTS.md) is a field here, never a code edit::
+Every method of the five reports (docs/REPORTS.md says which field or function holds each) is a field here,
+never a code edit::
 
     from mtkit.train_config import TrainConfig
     config = TrainConfig(encoder="tiny", data_dir="demo", epochs=1,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import logging
 import math
 import random
 import shutil
@@ -41,7 +42,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mtkit.checkpoint import CheckpointStore, read_checkpoint, resolve
+from mtkit.checkpoint import CheckpointError, CheckpointStore, read_checkpoint, resolve
 from mtkit.history import History
 from mtkit.train_config import TrainConfig
 
@@ -765,7 +766,15 @@ class Trainer:
 
     def _resume(self) -> bool:
         checkpoint = self.checkpoints.load_latest()
+        rejected = self.checkpoints.rejected
+        for rejection in rejected:  # falling back is right; doing it silently is not
+            self._say(f"[mtkit] checkpoint {rejection.path} rejected: {rejection.reason}.")
         if checkpoint is None:
+            if rejected:
+                raise CheckpointError(
+                    f"No usable checkpoint in {self.checkpoints.root}: "
+                    + "; ".join(f"{r.path.name}: {r.reason}" for r in rejected)
+                    + ". Start the run over with overwrite=True (mtkit train --overwrite), or restore the folder.")
             if self.verbose:
                 print(f"[mtkit] no checkpoint in {self.checkpoints.root}; starting a new run.")
             self._prepare_fresh_output(overwrite=False)
@@ -789,12 +798,23 @@ class Trainer:
         _load_schedule_state(self.schedule, state["schedule"])
         self.history.load_state_dict(state["history"])
         self.history.rewrite()
+        for rejection in rejected:
+            self.history.log("event", event="checkpoint_rejected", checkpoint=str(rejection.path),
+                             reason=rejection.reason, time=self.history.time_offset)
         self.history.log("event", event="resume", step=self.step, epoch=self.epoch, checkpoint=str(checkpoint.path),
                          time=self.history.time_offset)
         _set_rng_state(state["rng"])
         if self.verbose:
-            print(f"[mtkit] resumed from {checkpoint.path} (step {self.step}, epoch {self.epoch}).")
+            fallback = (f"; the newest usable checkpoint, after {len(rejected)} rejected above" if rejected else "")
+            print(f"[mtkit] resumed from {checkpoint.path} (step {self.step}, epoch {self.epoch}){fallback}.")
         return True
+
+    def _say(self, message: str) -> None:
+        """A message a user must see: printed when verbose, else a logged warning (never dropped)."""
+        if self.verbose:
+            print(message)
+        else:
+            logging.getLogger("mtkit.trainer").warning(message)
 
     # ------------------------------------------------------------------------------------------------ outputs
     def load_best(self) -> None:

@@ -4,7 +4,8 @@ The kernels inherit this process's environment, so it is set here, before any ke
 
 - ``MPLBACKEND`` is removed: the Makefile sets it to Agg for scripts, but a notebook kernel then has no inline
   backend and figures would be shown as text only (ipykernel installs the inline backend only when it is unset);
-- ``MTKIT_DATA`` is removed: the committed outputs come from the demo set, so the comparison must too;
+- ``MTKIT_DATA=demo``: the committed outputs come from the demo set, so the comparison must too, whatever
+  ``MTKIT_DATA`` says and whatever the checkout's ``data/`` folder holds;
 - ``MTKIT_WIDGET_ERRORS=raise``: a widget callback that fails raises in the cell (and fails the test) instead of
   printing a traceback inside the widget that nobody reads;
 - ``MTKIT_EXERCISE_SOURCE=solutions``: a notebook's ``exercise_source = None`` (your exercises/, when you run it)
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 os.environ.pop("MPLBACKEND", None)
-os.environ.pop("MTKIT_DATA", None)
+os.environ["MTKIT_DATA"] = "demo"
 os.environ["MTKIT_WIDGET_ERRORS"] = "raise"
 os.environ["MTKIT_EXERCISE_SOURCE"] = "solutions"
 os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -115,6 +115,11 @@ def test_damaged_checkpoint_is_detected_and_skipped(tmp_path):
     with pytest.raises(CheckpointError, match="state.json is missing"):
         verify(newest, check_hash=False)
     assert store.latest().name == "step-00000001"  # the pointer's target is damaged: fall back
+    assert [(r.path.name, r.reason) for r in store.rejected] == [("step-00000002", "state.json is missing")]
+    ck = store.load_latest()
+    assert ck.step == 1 and [str(r) for r in ck.rejected] == [  # load_latest checks the hashes too
+        "step-00000002 rejected: model.safetensors does not match its SHA-256 in manifest.json (its bytes changed: "
+        "damaged)"]
 
 
 def test_no_pickle_is_ever_loaded(tmp_path, monkeypatch):

@@ -193,3 +193,56 @@ def test_demo_data_and_data_fetch_are_delegated(tmp_path, capsys):
         main(["data", "fetch", "--help"])
     assert info.value.code == 0 and "mtkit data fetch" in capsys.readouterr().out
     assert main(["data", "frobnicate"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ custom tasks
+def _write_cfimdb(folder: Path, rows: int) -> None:
+    """A small binary sentiment set in the CS224N format (CFIMDB's columns), written outside the project."""
+    folder.mkdir(parents=True)
+    words = ["good", "fine", "great", "bad", "awful", "poor"]
+    for split, n in (("train", rows), ("dev", rows // 2)):
+        lines = ["\tid\tsentence\tsentiment"]
+        for i in range(n):
+            label = i % 2
+            lines.append(f"{i}\tcf{split}{i}\tthe film was {words[(i % 3) + 3 * (1 - label)]} .\t{label}")
+        (folder / f"ids-cfimdb-{split}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_custom_task_with_absolute_paths_trains_without_any_data_folder(tmp_path):
+    """A custom task whose train/dev are absolute paths needs no CS224N folder, no MTKIT_DATA and no ./data."""
+    tasks_dir = tmp_path / "elsewhere" / "cfimdb"
+    _write_cfimdb(tasks_dir, 24)
+    config = tmp_path / "cfimdb.yaml"
+    config.write_text(
+        "encoder: tiny\nepochs: 1\nbatch_size: 8\nmax_length: 16\nprogress: false\nwrite_predictions: false\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+        "tasks:\n  cfimdb:\n    kind: classification\n"
+        f"    train: {tasks_dir / 'ids-cfimdb-train.csv'}\n    dev: {tasks_dir / 'ids-cfimdb-dev.csv'}\n",
+        encoding="utf-8")
+    empty = tmp_path / "cwd-without-data"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MTKIT_DATA"}
+    env |= {"PYTHONPATH": str(REPO), "MTKIT_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "mtkit", "train", "--config", str(config)], cwd=empty, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No task data found" not in done.stderr
+    assert "best" in done.stdout and "cfimdb" in done.stdout
+    assert (tmp_path / "out" / "best").is_dir()
+
+
+def test_set_suggestions_name_registered_values(capsys):
+    """The --set examples (module docstring, help, error message) are values the config accepts."""
+    import re
+    import mtkit.cli
+    from mtkit.task_schedules import SCHEDULES
+    assert main(["train", "--set", "schedule"]) == 2
+    err = capsys.readouterr().err
+    suggested = [(k, v.rstrip(".")) for k, v in re.findall(r"--set (\w+)=([\w.-]+)", err)]
+    assert suggested and all(key != "schedule" or value in SCHEDULES for key, value in suggested), err
+    texts = [mtkit.cli.__doc__, build_parser()._subparsers._group_actions[0].choices["train"].format_help(), err]
+    examples = {(k, v.rstrip(".")) for text in texts for k, v in re.findall(r"--set ([a-z_][\w.]*)=([\w.-]+)", text)
+                if k != "key"}  # "--set key=value" is the placeholder
+    assert ("schedule", "round-robin") in examples, examples
+    for key, value in sorted(examples):
+        parse(["--set", f"{key}={value}"])  # each one is a valid override: ConfigError otherwise

@@ -1,17 +1,17 @@
 """`mtkit data fetch` against a local HTTP server on 127.0.0.1: progress, resume, checksums, offline.
 
-No test touches the outside network: every URL points at a server started here on a free local port.
+No test touches the outside network: every URL points at a server started on a free local port
+(tests/_fetch_server.py).
 """
 from __future__ import annotations
 
 import hashlib
 import random
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from _fetch_server import serve
 
 from mtkit.data import fetch as fetch_module
 from mtkit.data.fetch import SUMS_FILE, FetchError, cli, fetch, read_sums, sha256_of
@@ -19,69 +19,13 @@ from mtkit.data.fetch import SUMS_FILE, FetchError, cli, fetch, read_sums, sha25
 FIXTURES = Path(__file__).parent / "fixtures" / "fetch"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    cut_once: set[str] = set()  # names whose first GET is cut half-way
-    cut_always: set[str] = set()
-    ignore_range: bool = False
-    requests: list[tuple[str, str | None]] = []
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):
-        name = self.path.lstrip("/").split("/")[-1]
-        type(self).requests.append((name, self.headers.get("Range")))
-        body = type(self).files.get(name)
-        if body is None:
-            self.send_error(404, "Not Found")
-            return
-        start = 0
-        range_header = self.headers.get("Range")
-        if range_header and not type(self).ignore_range:
-            start = int(range_header.split("=")[1].split("-")[0])
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        if name in type(self).cut_always or name in type(self).cut_once:
-            type(self).cut_once.discard(name)
-            self.wfile.write(payload[:len(payload) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)  # drop the connection mid-body
-            return
-        self.wfile.write(payload)
-
-
 @pytest.fixture
 def server():
     big = random.Random(0).randbytes(300_000)  # many chunks, so a cut lands mid-stream
     files = {p.name: p.read_bytes() for p in FIXTURES.glob("*.csv")}
     files["big.bin"] = big
-
-    class Handler(_Handler):
-        pass
-
-    Handler.files, Handler.cut_once, Handler.cut_always, Handler.requests = files, set(), set(), []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/data/", Handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve(files) as (url, handler):
+        yield url, handler
 
 
 NAMES = ["tiny-sst-train.csv", "tiny-quora-dev.csv", "big.bin"]

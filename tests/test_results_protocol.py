@@ -126,3 +126,94 @@ def test_the_baseline_rows_say_how_the_probe_was_built_and_tuned():
     assert "SST C = 1, Quora C = 0.1, STS ridge alpha = 100" in text and "dev never used" in text
     # saved baselines from an older probe are not reused
     assert results.baseline_settings(protocol, None)["probe"].startswith("mean-pooled, L2-normalised")
+
+
+# ------------------------------------------------------------------------------------------------ devices and data
+def test_protocols_name_their_device():
+    assert results.PROTOCOLS["compact-cpu"].device == "cpu" and results.PROTOCOLS["full-gpu"].device == "cuda"
+    assert results.PROTOCOLS["smoke"].device is None  # the tests' protocol runs anywhere
+    results.check_device(results.PROTOCOLS["compact-cpu"], "cpu")
+    results.check_device(results.PROTOCOLS["full-gpu"], "cuda:1")
+    results.check_device(results.PROTOCOLS["smoke"], "cuda")
+
+
+def test_the_cpu_protocol_refuses_a_gpu_and_leaves_the_cpu_table_alone(tmp_path, monkeypatch, capsys):
+    """`make results` on a GPU machine: --device auto picks CUDA, and the CPU protocol refuses before any run."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a faked GPU")
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("# Results\n\n<!-- results:begin compact-cpu -->\nthe CPU table\n<!-- results:end compact-cpu -->\n")
+    before = doc.read_text()
+    code = results.main(["--protocol", "compact-cpu", "--data-dir", "demo", "--configs", "summed", "--out",
+                         str(tmp_path / "runs"), "--doc", str(doc)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "compact-cpu is the CPU protocol" in err and "make results-gpu" in err and "--protocol full-gpu" in err
+    assert "--device cpu" in err
+    assert doc.read_text() == before and not (tmp_path / "runs").exists()
+
+
+def test_the_gpu_protocol_refuses_a_cpu(tmp_path, monkeypatch, capsys):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = results.main(["--protocol", "full-gpu", "--device", "cuda", "--data-dir", "demo", "--out",
+                         str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "full-gpu is meant for cuda, but this run would use cpu" in err and "make results" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_table_records_the_data_files_hashes_and_how_to_make_them(tmp_path, monkeypatch):
+    """The section names each data file's SHA-256 and the fetch + split commands; a change of data reruns."""
+    import hashlib
+    from mtkit.data.demo import write_demo_data
+    from mtkit.data.split import split_file
+    data = write_demo_data(tmp_path / "demo", seed=0, sizes={"train": 40, "dev": 20, "test": 4})
+    (data / "public").mkdir()
+    (data / "quora-dev.csv").rename(data / "public" / "quora-dev.csv")
+    (data / "quora-train.csv").unlink()
+    split_file(data / "public" / "quora-dev.csv", [("quora-train.csv", "12"), ("quora-dev.csv", "rest")], data,
+               seed=224)
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("# Results\n")
+    argv = ["--protocol", "smoke", "--data-dir", str(data), "--configs", "frozen", "--out", str(tmp_path / "runs"),
+            "--doc", str(doc)]
+    assert results.main(argv) == 0
+    text = doc.read_text()
+    saved = json.loads((tmp_path / "runs" / "smoke" / "results.json").read_text())
+    hashes = saved["meta"]["data_sha256"]
+    assert set(hashes) == set(results.DATA_FILES)
+    for name, sha in hashes.items():
+        assert sha == hashlib.sha256((data / name).read_bytes()).hexdigest()
+        assert f"`{name}` {sha[:16]}" in text
+    assert "mtkit data split" in saved["meta"]["data_recipe"][0] and "--seed 224" in saved["meta"]["data_recipe"][0]
+    assert all(f"`{command}`" in text for command in results.RECREATE_DATA)
+    assert saved["runs"]["frozen"][0]["data_sha256"] == hashes
+    # other data under the same folder name: the saved run is not reused (the rerun itself is not needed here)
+    with open(data / "ids-sst-dev.csv", "a", encoding="utf-8") as handle:
+        handle.write("999\textra-row\t an extra sentence .\t2\n")
+    reruns = []
+    monkeypatch.setattr(results, "run_one", lambda config, tc, seed, out, data_sha256=None: reruns.append(
+        data_sha256) or {**saved["runs"]["frozen"][0], "data_sha256": data_sha256})
+    assert results.main(argv) == 0
+    assert reruns == [results.data_hashes(data)] and reruns[0]["ids-sst-dev.csv"] != hashes["ids-sst-dev.csv"]
+
+
+def test_a_saved_run_is_matched_by_its_config_and_data_not_by_the_folder_path():
+    config = results.train_config(results.CONFIGS["summed"], results.PROTOCOLS["smoke"], 1, "../data", "/tmp/x",
+                                  "cpu", None).to_dict()
+    moved = {**config, "data_dir": "/somewhere/else/data"}
+    assert results.same_config(config, moved)  # the same files under another path: the data hashes decide
+    assert not results.same_config(config, {**moved, "lr": 1.0}) and not results.same_config(None, config)
+
+
+def test_the_recreate_commands_are_valid_commands():
+    """RECREATE_DATA's commands parse with the real parsers (their options exist), and carve as the README says."""
+    import shlex
+    from mtkit.data import fetch, split
+    fetch_args = fetch.build_parser().parse_args(shlex.split(results.RECREATE_DATA[0])[3:])
+    split_args = split.build_parser().parse_args(shlex.split(results.RECREATE_DATA[1])[3:])
+    assert fetch_args.dest == "data" and split_args.source == "data/quora-dev.csv"
+    assert split_args.seed == 224 and split_args.into == ["quora-train.csv=16000", "quora-dev.csv=rest"]
+    assert split.plan_sizes([split.parse_part(p) for p in split_args.into], 20214) == [16000, 4214]

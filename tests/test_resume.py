@@ -117,3 +117,95 @@ def test_resume_of_a_finished_run_does_nothing_and_changed_config_is_refused(dem
         Trainer(config.replace(lr=0.1), verbose=False).fit(resume=True)
     with pytest.raises(FileExistsError, match="already holds a run"):
         Trainer(config, verbose=False).fit()
+
+
+# ------------------------------------------------------------------------------------------------ damaged checkpoints
+DAMAGE_CONFIG = {**CONFIG, "epochs": 1, "surgery": "none", "schedule": "sequential", "schedule_options": {},
+                 "eval_every": 100, "checkpoint_every": 2, "keep_checkpoints": 2, "max_steps": 4}
+
+
+@pytest.fixture(scope="module")
+def stopped_run(demo, tmp_path_factory):
+    """A run stopped by max_steps at step 4, with the checkpoints of steps 2 and 4 kept."""
+    from mtkit.train_config import TrainConfig
+    from mtkit.trainer import Trainer
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    config = TrainConfig(**DAMAGE_CONFIG, data_dir=str(demo), output_dir=str(out))
+    Trainer(config, verbose=False).fit()
+    names = sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step-"))
+    assert names == ["step-00000002", "step-00000004"], names
+    return config, out
+
+
+def _rewrite_manifest(folder: Path, name: str, **entry) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][name].update(entry)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _truncate_tensors(ck: Path) -> None:
+    data = (ck / "model.safetensors").read_bytes()
+    (ck / "model.safetensors").write_bytes(data[:len(data) // 2])
+
+
+def _delete_state(ck: Path) -> None:
+    (ck / "state.json").unlink()
+
+
+def _pointer_to_missing(ck: Path) -> None:
+    (ck.parent / "latest.json").write_text(json.dumps({"checkpoint": "step-00000099", "step": 99}))
+
+
+def _hash_mismatch(ck: Path) -> None:
+    _rewrite_manifest(ck, "model.safetensors", sha256="0" * 64)
+
+
+def _unparseable_state(ck: Path) -> None:  # size and hash agree with the manifest; the content does not parse
+    import hashlib
+    bad = b"{not json" + b" " * 40
+    (ck / "state.json").write_bytes(bad)
+    _rewrite_manifest(ck, "state.json", bytes=len(bad), sha256=hashlib.sha256(bad).hexdigest())
+
+
+@pytest.mark.parametrize("damage, rejected, reason, used_step", [
+    (_truncate_tensors, "step-00000004", r"model\.safetensors has [\d,]+ bytes where manifest\.json says [\d,]+", 2),
+    (_delete_state, "step-00000004", r"state\.json is missing", 2),
+    (_pointer_to_missing, "latest.json", r"latest\.json points to step-00000099, which does not exist", 4),
+    (_hash_mismatch, "step-00000004", r"model\.safetensors does not match its SHA-256 in manifest\.json", 2),
+    (_unparseable_state, "step-00000004", r"state\.json cannot be read", 2),
+], ids=["truncated-tensors", "deleted-state", "pointer-to-missing-folder", "hash-mismatch", "parse-failure"])
+def test_a_damaged_checkpoint_is_reported_and_the_fallback_named(stopped_run, tmp_path, capsys, damage, rejected,
+                                                                 reason, used_step):
+    """--resume falls back to an earlier checkpoint, and says which one it rejected, why, and which one it uses."""
+    import re
+    import shutil
+    from mtkit.trainer import Trainer
+    config, out = stopped_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    damage(copy / "checkpoints" / "step-00000004")
+    trainer = Trainer(config.replace(output_dir=str(copy)), verbose=True)
+    capsys.readouterr()
+    assert trainer._resume() is True
+    printed = capsys.readouterr().out
+    line = next((l for l in printed.splitlines() if "rejected" in l and rejected in l), None)
+    assert line is not None, printed
+    assert re.search(reason, line), line
+    used = copy / "checkpoints" / f"step-{used_step:08d}"
+    assert trainer.step == used_step
+    assert re.search(rf"resumed from {re.escape(str(used))} \(step {used_step}, epoch 0\)", printed), printed
+    events = [r for r in History.load(copy).records if r.get("event") == "checkpoint_rejected"]
+    assert events and re.search(reason, events[0]["reason"]), events
+
+
+def test_every_checkpoint_damaged_is_an_error_naming_each(stopped_run, tmp_path):
+    import shutil
+    from mtkit.checkpoint import CheckpointError
+    from mtkit.trainer import Trainer
+    config, out = stopped_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    for step in (2, 4):
+        _truncate_tensors(copy / "checkpoints" / f"step-{step:08d}")
+    with pytest.raises(CheckpointError, match=r"No usable checkpoint.*step-00000004.*step-00000002.*--overwrite"):
+        Trainer(config.replace(output_dir=str(copy)), verbose=False).fit(resume=True)

@@ -2,7 +2,8 @@
 
 The files come from the public repository of the CS224N default final project (minBERT), folder ``data/``
 (``DEFAULT_BASE_URL``). Honest note: that public ``quora-train.csv`` is the full ~141k-pair Quora train set,
-so it differs from course folders that carve a smaller train set out of the dev file.
+so it differs from course folders that carve a smaller train set out of the dev file (``mtkit data split``,
+:mod:`mtkit.data.split`, writes such a carve, seeded and recorded by hash).
 
 What the download does:
 
@@ -309,8 +310,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
         return 1
     print(result)
     if args.base_url == DEFAULT_BASE_URL and "quora-train.csv" in result.downloaded:
-        print("Note: the public quora-train.csv is the full ~141k-pair Quora train set; course folders that carve "
-              "their train set from the dev file (see ../shared/data/README.md) hold fewer rows.")
+        print("Note: the public quora-train.csv is the full ~141k-pair Quora train set. The Quora files of "
+              "docs/RESULTS.md are carved from the public quora-dev.csv instead: `mtkit data split` writes that "
+              "carve (the command is in docs/RESULTS.md).")
     return 0
 
 

@@ -6,7 +6,7 @@ Freezing the pretrained network and training a new top, then unfreezing, is the 
 Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution"
 (arXiv 2202.10054, linear probing then fine-tuning). The mode names are those of the CS224N minBERT project
 (``--fine-tune-mode``); ``two-stage`` is the "heads, then full model from the trained heads" baseline of the
-reports (../shared/REPORTS.md, reports B and D).
+reports (docs/REPORTS.md, reports B and D).
 
 A frozen encoder has ``requires_grad=False`` on every parameter, so autograd records nothing in its forward
 pass: no encoder gradients are computed and no activations are kept for backward. Its dropout still runs in

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Experiments and error analysis
 #
-# Five student reports on this project made different choices (`../shared/REPORTS.md` summarises them; the kit's
+# Five student reports on this project made different choices (`docs/REPORTS.md` summarises them; the kit's
 # `examples/report_{a..e}.yaml` encode each as a config):
 #
 # | report | heads and losses | schedule | other |
