@@ -9,7 +9,8 @@ the same number of training examples per task (the protocol's ``task_batches`` b
 whatever the task schedule: a step of the ``equal`` schedule holds one batch of every task, a step of the
 sequential and round-robin schedules one batch of one task), is evaluated on the full dev sets at the same
 points, and runs with the same seeds (the first ``seeds`` of the protocol; the PCGrad comparison, configurations
-``summed`` and ``pcgrad``, always with at least three). The configurations (issue 8):
+``summed`` and ``pcgrad``, always with at least three). The configurations are the reports' set-ups
+(docs/REPORTS.md says which report each method comes from):
 
 1. ``zero-shot`` and ``linear-probe`` baselines of the frozen encoder (``mtkit.baselines``: mean-pooled,
    L2-normalised vectors; the probes' regularisation tuned on the training set only), and ``frozen``:
@@ -58,7 +59,6 @@ TASKS = ("sst", "para", "sts")
 METRIC_NAMES = {"sst": "SST acc", "para": "Quora acc", "sts": "STS Pearson"}
 TARGETS = {"compact-cpu": {"sst": 0.46, "para": 0.82, "sts": 0.86},
            "full-gpu": {"sst": 0.50, "para": 0.87, "sts": 0.88}}
-ISSUE_BASELINES = {"sst": 0.410, "para": 0.776, "sts": 0.838}
 
 
 @dataclass(frozen=True)
@@ -450,8 +450,8 @@ def render_markdown(table: dict, results: dict[str, list[dict]], protocol: Proto
         cells = " | ".join(fmt(row[k]["mean"], row[k]["std"]) for k in list(TASKS) + ["overall"])
         out.append(f"| {CONFIGS[name].title} | {row['overall']['n']} | {cells} | {wall / 60:.1f} min |")
     out += ["", "Mean ± sample standard deviation over seeds (one seed: the value alone). Quora threshold of the "
-                "zero-shot row: the best one on the probes' training pairs (the best one on dev itself, as the "
-                "issue's baseline was measured: "
+                "zero-shot row: the best one on the probes' training pairs (the best one on dev itself, an optimistic "
+                "reference since dev picks it: "
                 + (fmt(base["scores"]["para"]["zero_shot_dev_threshold"]) if base else "–") + ")."
                 + (" " + probe_note(base["scores"]) if base else ""), ""]
     out += ["#### Reading (computed from the table)", ""] + [f"- {line}" for line in reading(table, protocol, results)] + [""]
