@@ -19,6 +19,18 @@ Profiles (``--profile``):
 --section NAME`` also writes the summary table into a section of a Markdown file (docs/NOTEBOOKS.md), between
 markers, so the documentation's numbers come from a run and are never typed by hand.
 
+Time limits (``PROFILE_LIMITS``): every profile has a per-cell timeout (``--timeout``), after which a hung
+notebook is stopped and retried once, and the ``demo`` profile a per-notebook budget (``--max-seconds``, 120 s):
+a notebook over it fails the run with a message naming it, so the notebooks stay within two minutes each on a
+2-core laptop CPU.
+
+The kernels run over the IPC transport (Unix sockets in a private temporary folder) where ZeroMQ supports it:
+nothing listens on a network port, there are no port races between kernels started side by side, and the kernel
+has no reason to warn about unencrypted TCP. Where IPC is not available (Windows), TCP with CurveZMQ encryption
+is used when the kernel declares support for it. Each kernel's own log (its stderr: ipykernel's messages, not the
+cells' output) goes to ``<out>/logs/<notebook>.kernel.log``; the runner repeats on stderr every line of it that a
+healthy kernel does not write (``KNOWN_KERNEL_LOG_LINES``).
+
 The helpers notebooks call (:func:`data_source`, :func:`save_results`) live here too, so that a notebook
 and the runner agree on where results go.
 """
@@ -36,8 +48,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["NOTEBOOKS", "PROFILES", "data_source", "save_results", "results_dir_default", "profile_parameters",
-           "run_notebooks", "NotebookRun", "write_summary", "update_docs", "main"]
+__all__ = ["NOTEBOOKS", "PROFILES", "PROFILE_LIMITS", "data_source", "save_results", "results_dir_default",
+           "profile_parameters", "run_notebooks", "NotebookRun", "time_limit_failures", "kernel_manager_class",
+           "unexpected_kernel_log", "write_summary", "update_docs", "main"]
 
 NOTEBOOKS = [
     "01_setup_and_data",
@@ -89,6 +102,18 @@ PROFILES: dict[str, dict[str, dict]] = {
         # the reports' own learning rates (tuned for full data) instead of the short-budget overrides
         "10_experiments_and_error_analysis": dict(train_limit=6000, epochs=2, lr=None, head_lr=None),
     },
+}
+
+
+# Per profile: the per-cell timeout in seconds (a cell that takes longer is stopped and the notebook retried once:
+# a hung kernel must not stall a run, or CI, for long) and the per-notebook budget checked after the run (None: no
+# budget). The demo profile is the one a learner runs on a 2-core laptop CPU; every notebook stays well under its
+# 120 s there. The small profile (the tests) runs tiny subsets whose slowest cell takes seconds.
+PROFILE_LIMITS: dict[str, dict[str, float | None]] = {
+    "demo": {"cell_timeout": 300, "max_seconds": 120},
+    "small": {"cell_timeout": 120, "max_seconds": None},
+    "compact": {"cell_timeout": 3600, "max_seconds": None},
+    "full": {"cell_timeout": 7200, "max_seconds": None},
 }
 
 
@@ -198,15 +223,97 @@ def kernel_environment() -> dict:
     return env
 
 
+# Lines a healthy kernel may write to its own log (its stderr), which the runner keeps in <out>/logs/ and does not
+# repeat on the console. jupyter_client interrupts a kernel (SIGINT) just before asking it to shut down; when the
+# signal lands while the kernel is still finishing its last message, ipykernel logs this, then shuts down normally.
+KNOWN_KERNEL_LOG_LINES = (
+    re.compile(r"^\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel\.?$"),
+)
+
+
+def kernel_manager_class(kernel_log: str | Path | None = None):
+    """The kernel manager class the runner's kernels start with (papermill passes it on to nbclient).
+
+    Where ZeroMQ supports it, the IPC transport: the kernel's five sockets are Unix sockets in a private temporary
+    folder (removed when the kernel shuts down), so no port is opened, two kernels started at the same moment
+    cannot race for the same ports, and ipykernel has no unencrypted TCP to warn about. Elsewhere (Windows), TCP
+    with CurveZMQ encryption when jupyter_client and the kernelspec support it, else plain TCP.
+
+    ``kernel_log``: a file that receives the kernel process's stderr (its own log, not the cells' output, which
+    goes into the notebook); None: the runner's stderr.
+    """
+    import shutil
+
+    import zmq
+    from jupyter_client import AsyncKernelManager
+    from traitlets import CaselessStrEnum, default
+
+    ipc = zmq.has("ipc")
+    curve = not ipc and zmq.has("curve") and "transport_encryption" in AsyncKernelManager.class_trait_names()
+
+    class RunnerKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc" if ipc else "tcp", config=True)
+        _socket_dir = None
+        _log_handle = None
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            if self.transport != "ipc":
+                return super()._ip_default()
+            # absolute and private: "kernel-ipc" (jupyter_client's default without a connection file) would put the
+            # sockets in the working directory, shared by every kernel started there
+            self._socket_dir = tempfile.mkdtemp(prefix="mtkit-kernel-")
+            return os.path.join(self._socket_dir, "kernel")
+
+        if curve:
+            @default("transport_encryption")
+            def _transport_encryption_default(self) -> str:
+                return "auto"  # keys provisioned when the kernelspec declares CurveZMQ support (ipykernel does)
+
+        async def _async_pre_start_kernel(self, **kw):
+            if kernel_log is not None and "stderr" not in kw:
+                Path(kernel_log).parent.mkdir(parents=True, exist_ok=True)
+                self._log_handle = open(kernel_log, "ab")  # kept across restarts, closed at the final cleanup
+                kw["stderr"] = self._log_handle
+            return await super()._async_pre_start_kernel(**kw)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                if self._socket_dir:
+                    shutil.rmtree(self._socket_dir, ignore_errors=True)
+                    self._socket_dir = None
+                if self._log_handle is not None:
+                    self._log_handle.close()
+                    self._log_handle = None
+
+        cleanup_resources = _async_cleanup_resources
+
+    return RunnerKernelManager
+
+
+def unexpected_kernel_log(path: str | Path) -> list[str]:
+    """The lines of a kernel's log that a healthy run does not write (``KNOWN_KERNEL_LOG_LINES`` left out)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [line for line in lines if line.strip() and not any(p.match(line) for p in KNOWN_KERNEL_LOG_LINES)]
+
+
 def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None = None,
-                  only: list[str] | None = None, timeout: int = 900, kernel: str = "python3",
-                  extra_parameters: dict | None = None, log=print) -> list[NotebookRun]:
+                  only: list[str] | None = None, timeout: int | None = None, kernel: str = "python3",
+                  extra_parameters: dict | None = None, log=print, progress: bool = False) -> list[NotebookRun]:
     """Execute the chosen notebooks in order with papermill; returns one :class:`NotebookRun` each.
 
+    ``timeout``: seconds per cell (None: the profile's, ``PROFILE_LIMITS``); a cell over it, or a kernel that
+    dies, stops the notebook, which is retried once. ``progress``: a progress bar per notebook (on stderr).
     A failing notebook is recorded (its error and the executed copy up to the failure) and the next one runs.
     """
     import papermill as pm
 
+    if timeout is None:
+        timeout = int(PROFILE_LIMITS.get(profile, PROFILE_LIMITS["demo"])["cell_timeout"])
     out = Path(out)
     (out / "results").mkdir(parents=True, exist_ok=True)
     source_dir = notebooks_dir()
@@ -229,14 +336,18 @@ def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None =
             results_file = out / "results" / f"{name}.json"
             if results_file.exists():
                 results_file.unlink()
-            log(f"[runner] {name}: running ({', '.join(f'{k}={v}' for k, v in parameters.items() if k != 'results_dir')})")
+            kernel_log = out / "logs" / f"{name}.kernel.log"
+            if kernel_log.exists():
+                kernel_log.unlink()
             start = time.perf_counter()
             status, error, retried = "ok", None, False
             for attempt in range(2):
                 try:
+                    bar = {"desc": name, "leave": False, "file": sys.stderr} if progress else False
                     pm.execute_notebook(str(path), str(executed), parameters=parameters, kernel_name=kernel,
-                                        cwd=str(source_dir), progress_bar=False, log_output=False,
-                                        execution_timeout=timeout, start_timeout=120)
+                                        cwd=str(source_dir), progress_bar=bar, log_output=False,
+                                        execution_timeout=timeout, start_timeout=120,
+                                        kernel_manager_class=kernel_manager_class(kernel_log))
                     status, error = "ok", None
                 except Exception as err:  # PapermillExecutionError, a dead kernel, a timeout: record and go on
                     status = "failed"
@@ -257,11 +368,24 @@ def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None =
                 status, error = "failed", f"the notebook wrote no results file ({results_file})"
             runs.append(NotebookRun(name, status, seconds, parameters, str(executed), results, error,
                                     extra={"retried": retried}))
-            log(f"[runner] {name}: {status} in {seconds:.1f} s" + (f" ({error})" if error else ""))
+            for line in unexpected_kernel_log(kernel_log):  # the kernel's own log: shown, and kept in <out>/logs
+                print(f"[kernel {name}] {line}", file=sys.stderr)
+            shown = ", ".join(f"{k}={v}" for k, v in parameters.items() if k not in ("results_dir", "data_dir"))
+            log(f"[runner] {name}: {status} in {seconds:.1f} s" + (f" ({shown})" if shown else "")
+                + (f" ({error})" if error else ""))
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
     return runs
+
+
+def time_limit_failures(runs: list[NotebookRun], max_seconds: float | None) -> list[str]:
+    """One message per notebook that ran longer than ``max_seconds`` (none when the budget is None)."""
+    if max_seconds is None:
+        return []
+    return [f"{r.name} took {r.seconds:.1f} s, over the budget of {max_seconds:g} s per notebook"
+            + (" (it was retried after a timeout)" if r.extra.get("retried") else "")
+            for r in runs if r.status != "skipped" and r.seconds > max_seconds]
 
 
 # ---------------------------------------------------------------------------------------------- summaries
@@ -323,13 +447,17 @@ def summary_table(runs: list[NotebookRun]) -> str:
     return "\n".join(lines)
 
 
-def write_summary(runs: list[NotebookRun], out: str | Path, profile: str, data_dir: str | None) -> tuple[Path, Path]:
+def write_summary(runs: list[NotebookRun], out: str | Path, profile: str, data_dir: str | None,
+                  max_seconds: float | None = None) -> tuple[Path, Path]:
     out = Path(out)
+    over = time_limit_failures(runs, max_seconds)
     record = {
         "profile": profile,
         "data_dir": data_dir or "demo",
         "environment": environment_line(runs),
         "total_seconds": round(sum(r.seconds for r in runs), 2),
+        "max_seconds": max_seconds,
+        "over_budget": over,
         "notebooks": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 2),
                        "parameters": r.parameters, "output": r.output, "error": r.error,
                        "results": r.results} for r in runs],
@@ -338,6 +466,9 @@ def write_summary(runs: list[NotebookRun], out: str | Path, profile: str, data_d
     json_path.write_text(json.dumps(_plain(record), indent=2) + "\n", encoding="utf-8")
     md = [f"# Notebook run: profile `{profile}`, data `{'the CS224N files' if data_dir else 'demo set'}`", "",
           f"Environment: {record['environment']}.", "", summary_table(runs), ""]
+    if max_seconds is not None:
+        md += [f"Budget: {max_seconds:g} s per notebook; "
+               + ("every notebook is within it." if not over else "over it: " + "; ".join(over) + "."), ""]
     md_path = out / "summary.md"
     md_path.write_text("\n".join(md), encoding="utf-8")
     return json_path, md_path
@@ -370,8 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="folder of the CS224N files (default: the demo set)")
     parser.add_argument("--only", action="append", default=None,
                         help="run only notebooks whose number or name matches (repeatable)")
-    parser.add_argument("--timeout", type=int, default=900,
-                        help="seconds per cell before giving up (a notebook that times out is retried once)")
+    parser.add_argument("--timeout", type=int, default=None,
+                        help="seconds per cell before giving up (a notebook that times out is retried once); "
+                             "default: the profile's (demo 300, small 120, compact 3600, full 7200)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="fail when a notebook runs longer than this; default: 120 for the demo profile, no "
+                             "limit for the others; 0 turns the check off")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar per notebook on stderr (default: when stderr is a terminal)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override one parameter for every notebook (value parsed as JSON when it can be)")
     parser.add_argument("--docs", default=None, help="also write the table into this Markdown file")
@@ -390,20 +527,29 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    max_seconds = args.max_seconds if args.max_seconds is not None else PROFILE_LIMITS[args.profile]["max_seconds"]
+    max_seconds = max_seconds or None  # 0: no budget
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
-        runs = run_notebooks(args.out, args.profile, data_dir, args.only, args.timeout, extra_parameters=extra)
+        runs = run_notebooks(args.out, args.profile, data_dir, args.only, args.timeout, extra_parameters=extra,
+                             progress=progress)
     except ValueError as err:
         print(f"mtkit.notebook_runner: {err}", file=sys.stderr)
         return 2
-    json_path, md_path = write_summary(runs, args.out, args.profile, data_dir)
+    json_path, md_path = write_summary(runs, args.out, args.profile, data_dir, max_seconds)
     print(summary_table(runs))
     print(f"[runner] summary: {md_path} and {json_path}")
+    over = time_limit_failures(runs, max_seconds)
+    for message in over:
+        print(f"mtkit.notebook_runner: {message}. Each notebook must run within {max_seconds:g} s on a 2-core CPU "
+              f"with the {args.profile} profile: make its defaults smaller, or measure on an idle machine.",
+              file=sys.stderr)
     if args.docs:
         section = args.section or f"{args.profile} profile, {'CS224N data' if data_dir else 'demo data'}"
         command = "python -m mtkit.notebook_runner " + shlex.join(argv if argv is not None else sys.argv[1:])
         update_docs(args.docs, section, runs, args.profile, data_dir, command)
         print(f"[runner] wrote the table into {args.docs} (section {section!r})")
-    return 0 if all(r.status == "ok" for r in runs) else 1
+    return 0 if all(r.status == "ok" for r in runs) and not over else 1
 
 
 if __name__ == "__main__":

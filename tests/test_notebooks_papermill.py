@@ -86,7 +86,7 @@ ABOVE = {
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("notebooks")
-    runs = nr.run_notebooks(out, profile="small", timeout=300, log=lambda *_: None)
+    runs = nr.run_notebooks(out, profile="small", log=lambda *_: None)  # the small profile's cell timeout (120 s)
     nr.write_summary(runs, out, "small", None)
     return out, {r.name: r for r in runs}
 

@@ -24,7 +24,7 @@ max_length = 64
 seed = 0
 results_dir = None
 lr = 5e-5              # the heads' lr (depth 0)
-decays = [1.0, 0.95, 0.7]  # decay factors xi to compare (1.0 = no decay)
+decays = [1.0, 0.95, 0.7]  # decay factors xi to compare (1.0: no decay)
 weight_decay = 0.01
 exercise_source = "solutions"  # "exercises" to check your own llrd_param_groups
 progress = True
