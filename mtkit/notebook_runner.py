@@ -292,6 +292,24 @@ def kernel_manager_class(kernel_log: str | Path | None = None):
     return RunnerKernelManager
 
 
+def _children_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) of the finished child processes, the notebooks' kernels (None off POSIX)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the system has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def unexpected_kernel_log(path: str | Path) -> list[str]:
     """The lines of a kernel's log that a healthy run does not write (``KNOWN_KERNEL_LOG_LINES`` left out)."""
     path = Path(path)
@@ -339,7 +357,7 @@ def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None =
             kernel_log = out / "logs" / f"{name}.kernel.log"
             if kernel_log.exists():
                 kernel_log.unlink()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), _children_cpu_seconds()
             status, error, retried = "ok", None, False
             for attempt in range(2):
                 try:
@@ -361,17 +379,20 @@ def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None =
                         continue
                 break
             seconds = time.perf_counter() - start
+            cpu = _children_cpu_seconds()
+            cpu = None if cpu is None or cpu_start is None else cpu - cpu_start
             results = None
             if results_file.is_file():
                 results = json.loads(results_file.read_text(encoding="utf-8"))
             elif status == "ok":
                 status, error = "failed", f"the notebook wrote no results file ({results_file})"
             runs.append(NotebookRun(name, status, seconds, parameters, str(executed), results, error,
-                                    extra={"retried": retried}))
+                                    extra={"retried": retried, "cpu_seconds": cpu, "load": _load_average()}))
             for line in unexpected_kernel_log(kernel_log):  # the kernel's own log: shown, and kept in <out>/logs
                 print(f"[kernel {name}] {line}", file=sys.stderr)
             shown = ", ".join(f"{k}={v}" for k, v in parameters.items() if k not in ("results_dir", "data_dir"))
-            log(f"[runner] {name}: {status} in {seconds:.1f} s" + (f" ({shown})" if shown else "")
+            log(f"[runner] {name}: {status} in {seconds:.1f} s" + (f" (cpu {cpu:.1f} s)" if cpu is not None else "")
+                + (f" ({shown})" if shown else "")
                 + (f" ({error})" if error else ""))
     finally:
         os.environ.clear()
@@ -436,14 +457,23 @@ def replace_marked_section(doc: str | Path, begin: str, end: str, block: str, ti
     return doc
 
 
+def _cpu_text(value) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
 def summary_table(runs: list[NotebookRun]) -> str:
-    lines = ["| notebook | status | runtime (s) | data | key metrics |", "|---|---|---:|---|---|"]
+    """Runtime (wall clock) and the kernel's CPU time per notebook: on a busy machine the runtime grows while the
+    CPU time stays about the same, so the pair tells a slow notebook from a loaded machine."""
+    lines = ["| notebook | status | runtime (s) | cpu (s) | data | key metrics |", "|---|---|---:|---:|---|---|"]
     for r in runs:
         data = (r.results or {}).get("data", "")
         metrics = _metrics_text(r.results) if r.status == "ok" else (r.error or "")
-        lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {data} | {metrics.replace('|', '/')} |")
+        lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {_cpu_text(r.extra.get('cpu_seconds'))} | {data} "
+                     f"| {metrics.replace('|', '/')} |")
     total = sum(r.seconds for r in runs)
-    lines.append(f"| **total** | {sum(r.status == 'ok' for r in runs)}/{len(runs)} ok | {total:.1f} | | |")
+    cpus = [r.extra.get("cpu_seconds") for r in runs]
+    cpu_total = _cpu_text(sum(cpus)) if cpus and None not in cpus else ""
+    lines.append(f"| **total** | {sum(r.status == 'ok' for r in runs)}/{len(runs)} ok | {total:.1f} | {cpu_total} | | |")
     return "\n".join(lines)
 
 
@@ -459,6 +489,8 @@ def write_summary(runs: list[NotebookRun], out: str | Path, profile: str, data_d
         "max_seconds": max_seconds,
         "over_budget": over,
         "notebooks": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 2),
+                       "cpu_seconds": None if r.extra.get("cpu_seconds") is None else round(r.extra["cpu_seconds"], 2),
+                       "load_average": r.extra.get("load"),
                        "parameters": r.parameters, "output": r.output, "error": r.error,
                        "results": r.results} for r in runs],
     }

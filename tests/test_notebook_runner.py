@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -36,6 +37,9 @@ def test_one_notebook_through_the_runner_prints_nothing_on_stderr(tmp_path):
         next(line for line in lines if line.startswith("[runner] 01_setup_and_data: ok in "))], \
         "one line per notebook"
     assert (tmp_path / "logs" / "01_setup_and_data.kernel.log").is_file()  # the kernel's own log is kept
+    record = json.loads((tmp_path / "summary.json").read_text())["notebooks"][0]
+    if sys.platform != "win32":  # getrusage
+        assert record["cpu_seconds"] > 0.5, "the kernel's CPU time is recorded beside its runtime"
     assert not list(Path(tempfile.gettempdir()).glob("mtkit-kernel-*/kernel-*")), \
         "the kernel's sockets are removed at shutdown"
 
@@ -73,7 +77,7 @@ def test_every_parameters_cell_parses_without_a_papermill_warning(caplog):
 
 def _run(name, seconds, status="ok", retried=False):
     return nr.NotebookRun(name, status, seconds, {}, f"{name}.ipynb", {"data": "demo", "metrics": {}},
-                          extra={"retried": retried})
+                          extra={"retried": retried, "cpu_seconds": 200.0})
 
 
 def test_the_time_budget_names_each_notebook_over_it():
@@ -98,7 +102,8 @@ def test_the_runner_exits_non_zero_when_a_notebook_is_over_budget(tmp_path, monk
     assert "02_tokens_and_embeddings took 121.0 s, over the budget of 120 s per notebook" in err
     assert "01_setup_and_data" not in err
     summary = (tmp_path / "summary.md").read_text()
-    assert "| 02_tokens_and_embeddings | ok | 121.0 |" in summary and "over it: 02_tokens_and_embeddings" in summary
+    assert "| 02_tokens_and_embeddings | ok | 121.0 | 200.0 |" in summary
+    assert "over it: 02_tokens_and_embeddings" in summary
     assert nr.main(["--out", str(tmp_path), "--only", "02", "--max-seconds", "0"]) == 0  # 0: no budget
     assert nr.main(["--out", str(tmp_path), "--only", "02", "--profile", "small"]) == 0  # no budget there
     assert nr.main(["--out", str(tmp_path), "--only", "01", "--max-seconds", "20"]) == 1
