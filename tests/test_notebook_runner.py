@@ -113,3 +113,18 @@ def test_each_profile_has_a_cell_timeout_and_the_small_one_is_short():
     assert set(nr.PROFILE_LIMITS) == set(nr.PROFILES)
     assert nr.PROFILE_LIMITS["small"]["cell_timeout"] <= 120, "a hung kernel must not stall the tests for long"
     assert all(limits["cell_timeout"] > 0 for limits in nr.PROFILE_LIMITS.values())
+
+
+def test_a_notebook_that_times_out_twice_says_which_cell_timed_out(tmp_path, monkeypatch):
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
+
+    def fake_execute(path, output, parameters, **kwargs):
+        raise CellTimeoutError("A cell timed out while it was being executed, after 600 seconds.\n"
+                               "Here is a preview of the cell contents:\n-------------------\nfit()\n"
+                               "-------------------\n")
+
+    monkeypatch.setattr(pm, "execute_notebook", fake_execute)
+    [run] = nr.run_notebooks(tmp_path, only=["01"], log=lambda *_: None)
+    assert run.status == "failed" and run.extra["retried"]
+    assert run.error == "CellTimeoutError: A cell timed out while it was being executed, after 600 seconds."
