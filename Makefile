@@ -4,6 +4,8 @@ VENV   ?= .venv
 # torch is installed on its own first: torch==2.13.0 is the CPU wheel on a CPU-only course machine
 # whose pip has it locally, and the CUDA build from PyPI on a Linux GPU machine.
 # Override, e.g. `make setup TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"`.
+# The editable install filters one message, setuptools' "Editable installation" note (a folder named like the
+# package in the working directory could shadow it: here that folder is the package, which is the point).
 TORCH_SPEC ?= torch==2.13.0
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	PYTHONWARNINGS="ignore:Editable installation:Warning" $(BIN)/python -m pip install -q -e ".[test]"
 	# test-only reference for the methods lab; --no-deps: its torchvision requirement would replace torch
 	$(BIN)/python -m pip install -q --no-deps "LibMTL>=1.1.5"
 	touch $@

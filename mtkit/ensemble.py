@@ -120,15 +120,13 @@ class Ensemble:
 
     # ------------------------------------------------------------------------------------------------ outputs
     @torch.no_grad()
-    def predict_examples(self, task: str, examples, batch_size: int | None = None) -> np.ndarray:
-        """Predictions in label space for ``examples`` (in their order), from the members' averaged outputs."""
+    def member_outputs(self, task: str, examples, batch_size: int | None = None) -> list[torch.Tensor]:
+        """Each member's raw output for ``examples``, in their order: logits ``(N, K)``, a paraphrase logit or a
+        score ``(N,)``, on the CPU in float32. One pass per member; :meth:`average` and :meth:`probabilities`
+        turn the result into the ensemble's predictions and each member's common-scale outputs."""
         from mtkit.data.batching import BucketBatchSampler, Collator, EncodedDataset
         members = self.members_for(task)
-        kinds = {m.model.task_info[task].output for m in members}
-        widths = set()
-        same = len(kinds) == 1
-        outputs = []
-        order = None
+        outputs, order = [], None
         for member in members:
             info = member.model.task_info[task]
             layout = "bi" if info.layout == "single" else info.layout
@@ -143,23 +141,41 @@ class Ensemble:
             for indices in order:
                 batch = collate([dataset[i] for i in indices])
                 batch = {k: (v.to(member.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-                out = member.model(task, batch).float()
-                chunks.append(out if same else _probability_scale(member.model, task, out))
+                chunks.append(member.model(task, batch).float().cpu())
             stacked = torch.cat(chunks)  # in batch order
-            widths.add(tuple(stacked.shape[1:]))
-            if len(widths) > 1:
-                raise ValueError(f"task {task!r}: members' outputs have different shapes {sorted(widths)}; their "
-                                 "heads predict different things (e.g. 5 vs 2 classes) and cannot be averaged.")
-            outputs.append(stacked.cpu())
+            flat = torch.tensor([i for indices in order for i in indices], dtype=torch.long)
+            in_order = torch.empty_like(stacked)
+            in_order[flat] = stacked  # back in the examples' order
+            outputs.append(in_order)
+        return outputs
+
+    def probabilities(self, task: str, outputs: list[torch.Tensor]) -> list[np.ndarray]:
+        """Each member's outputs (from :meth:`member_outputs`) on the scale every head shares: class
+        probabilities ``(N, K)``, P(paraphrase) ``(N,)`` with the member's own threshold at 0.5, or a score."""
+        return [_probability_scale(m.model, task, out.to(m.device)).cpu().numpy()
+                for m, out in zip(self.members_for(task), outputs)]
+
+    def average(self, task: str, outputs: list[torch.Tensor]) -> np.ndarray:
+        """The ensemble's predictions in label space from the members' outputs (:meth:`member_outputs`): the raw
+        outputs averaged when every member's head gives the same kind, else their common-scale values."""
+        members = self.members_for(task)
+        same = len({m.model.task_info[task].output for m in members}) == 1
+        if not same:  # e.g. a cosine head beside a regression head: average on the common scale
+            outputs = [_probability_scale(m.model, task, out.to(m.device)).cpu() for m, out in zip(members, outputs)]
+        widths = {tuple(out.shape[1:]) for out in outputs}
+        if len(widths) > 1:
+            raise ValueError(f"task {task!r}: members' outputs have different shapes {sorted(widths)}; their "
+                             "heads predict different things (e.g. 5 vs 2 classes) and cannot be averaged.")
         mean = torch.stack(outputs).mean(dim=0)
         if same:
             labels = members[0].model.to_labels(task, mean.to(members[0].device)).cpu()
         else:
             labels = _from_probability_scale(members[0].specs[task].kind, mean)
-        flat = [i for indices in order for i in indices]
-        result = np.empty(len(examples), dtype=np.float64)
-        result[flat] = labels.float().numpy()
-        return result
+        return labels.float().numpy().astype(np.float64)
+
+    def predict_examples(self, task: str, examples, batch_size: int | None = None) -> np.ndarray:
+        """Predictions in label space for ``examples`` (in their order), from the members' averaged outputs."""
+        return self.average(task, self.member_outputs(task, examples, batch_size))
 
     def predict(self, task: str, split: str = "test", data_dir: str | Path | None = None,
                 batch_size: int | None = None) -> tuple[list[str], np.ndarray]:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MultitaskModel", "TaskHead", "build_model", "default_head_loss", "SHARED_PAIR"]
+__all__ = ["MultitaskModel", "TaskHead", "build_model", "default_head_loss", "cosine_range_problem", "SHARED_PAIR"]
 
 SHARED_PAIR = "shared_pair"  # key of the shared pair layer in ``heads``
 
@@ -264,6 +264,50 @@ def _output_kind(head_kind: str, loss_name: str, head: nn.Module, kind: str) -> 
 BINARY_LOGIT_LOSSES = ("bce_with_logits",)
 
 
+def cosine_range_problem(head_kind: str, head_options: dict, loss_name: str, loss_options: dict) -> str | None:
+    """Why a cosine head cannot predict what its loss trains, or None when it can.
+
+    A :class:`mtkit.heads.CosineSimilarityHead` predicts by mapping cos(u, v) linearly from its ``cosine_range``
+    onto the labels. An embedding loss that pulls cosines toward a range of its own (``loss.cosine_range``:
+    ``(margin, 1)`` for ``cosine_embedding``, ``target_range`` for ``cosine_similarity``) therefore needs the
+    head to map that same range, or every prediction is shifted: with ``cosine_embedding`` (margin 0) and the
+    head's default range [-1, 1], the 0.5 threshold of a binary task sits at cos 0, and a pretrained encoder
+    puts almost every pair above it. ``cosine_similarity`` gives the head its ``target_range`` when the head has
+    none (build_task_head); every other range must be written in ``head_options``. Losses that only rank
+    (``cosent``, ``multiple_negatives_ranking``) and losses on the head's output (``mse``) need no range.
+    """
+    if head_kind != "cosine":
+        return None
+    from mtkit.losses import make_loss
+    try:
+        wanted = getattr(make_loss(loss_name, **loss_options), "cosine_range", None)
+    except (TypeError, ValueError):
+        return None  # a bad loss name or option: build_task_head explains that one
+    if wanted is None:
+        return None
+    wanted = [float(x) for x in wanted]
+    given = head_options.get("cosine_range")
+    if given is None and loss_name == "cosine_similarity":
+        return None  # the head is given the loss's target_range
+    what = {"cosine_embedding": f"dissimilar pairs to at most the margin {wanted[0]:g}, similar ones to 1",
+            "cosine_similarity": "the labels' range mapped onto its target_range"}.get(loss_name, "")
+    trains = f"loss {loss_name!r} trains the cosines toward [{wanted[0]:g}, {wanted[1]:g}]" + (
+        f" ({what})" if what else "")
+    fix = f"set head_options: {{cosine_range: [{wanted[0]:g}, {wanted[1]:g}]}}"
+    if given is None:
+        return (f"the cosine head was given no cosine_range, but {trains}. Without one the head maps [-1, 1] onto "
+                f"the labels, so its predictions are shifted (for a binary task the 0.5 threshold falls at cos 0 "
+                f"instead of {sum(wanted) / 2:g}, and a pretrained encoder puts nearly every pair above it); {fix}")
+    try:
+        given_range = [float(x) for x in given]
+    except (TypeError, ValueError):
+        return None  # not two numbers: the head's own check explains that
+    if given_range != wanted:
+        return (f"the cosine head maps cosine_range [{given_range[0]:g}, {given_range[1]:g}] onto the labels, but "
+                f"{trains}, so its predictions would be shifted; {fix}")
+    return None
+
+
 def build_task_head(spec, options, config, hidden: int) -> tuple[TaskHead, nn.Module, nn.Module]:
     """The head and the loss of one task from its spec (kind, num_labels, label_range) and its TaskConfig."""
     from mtkit.heads import make_head
@@ -291,6 +335,9 @@ def build_task_head(spec, options, config, hidden: int) -> tuple[TaskHead, nn.Mo
     if head_kind == default_head:
         for key, value in default_options.items():
             head_opts.setdefault(key, value)
+    problem = cosine_range_problem(head_kind, head_opts, loss_name, loss_opts)
+    if problem:
+        raise ValueError(f"task {spec.name!r}: {problem}.")
     label_range = spec.label_range if spec.label_range is not None else (
         (0.0, 1.0) if spec.kind == "pair_classification" else None)
     if "num_labels" in allowed and spec.num_labels is not None:

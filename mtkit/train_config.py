@@ -218,6 +218,14 @@ class TaskConfig:
             raise ConfigError(_unknown_key_message(unknown[0], list(SPEC_KEYS) + list(self.KEYS),
                                                    f"tasks.{self.name}: ", source))
         self.task_spec(source)  # builds the TaskSpec once, so a bad spec fails here
+        if self.head == "cosine":  # a cosine head must predict on the cosine range its loss trains (report B)
+            from mtkit.multitask import cosine_range_problem, default_head_loss
+            spec = self.task_spec(source)
+            default_head, _, default_options = default_head_loss(spec.kind, self.layout or "bi")
+            options = (default_options if default_head == "cosine" else {}) | self.head_options
+            problem = cosine_range_problem("cosine", options, self.loss or "cosine_similarity", self.loss_options)
+            if problem:
+                raise c.fail("head_options", problem)
         if self.layout == "cross" and not self.task_spec().is_pair:
             raise c.fail("layout", "'cross' is for sentence-pair tasks; a single-sentence task has no pair to join")
         return self

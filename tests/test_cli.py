@@ -183,6 +183,14 @@ def test_ensemble_averages_logits_and_scores(demo, trained, tmp_path):
         else:
             expected = mean
         np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+        # each member's outputs, in the examples' order, and on the common scale (probabilities, scores)
+        member_outputs = ensemble.member_outputs(task, examples)
+        for mine, theirs in zip(member_outputs, outputs):
+            torch.testing.assert_close(mine, theirs.float(), atol=1e-5, rtol=1e-4)
+        common = {"sst": lambda o: o.softmax(-1), "para": torch.sigmoid, "sts": lambda o: o}[task]
+        for mine, theirs in zip(ensemble.probabilities(task, member_outputs), outputs):
+            np.testing.assert_allclose(mine, common(theirs.float()).numpy(), atol=1e-5)
+        np.testing.assert_allclose(ensemble.average(task, member_outputs), got)
 
 
 def test_demo_data_and_data_fetch_are_delegated(tmp_path, capsys):

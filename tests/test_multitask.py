@@ -112,10 +112,11 @@ def test_to_labels_by_hand():
     model = make(TrainConfig(encoder="tiny", tasks={"sst": {}, "para": {},
                                                     "cos_para": {"kind": "pair_classification", "train": "x",
                                                                  "dev": "y", "head": "cosine",
+                                                                 "head_options": {"cosine_range": [0.0, 1.0]},
                                                                  "loss": "cosine_embedding"}}))
     assert model.to_labels("sst", torch.tensor([[0.1, 2.0, 0.3, 0, 0], [5.0, 0, 0, 0, 0]])).tolist() == [1, 0]
     assert model.to_labels("para", torch.tensor([-0.1, 0.0, 0.2])).tolist() == [0.0, 0.0, 1.0]
-    # cosine head on a 0/1 task: score (cos + 1) / 2 on [0, 1], threshold 0.5 (cos > 0)
+    # cosine head on a 0/1 task: the score is cos mapped from [margin, 1] = [0, 1] onto [0, 1], threshold 0.5
     assert model.to_labels("cos_para", torch.tensor([0.49, 0.51])).tolist() == [0.0, 1.0]
 
 
@@ -187,6 +188,53 @@ def test_cosine_head_predicts_on_the_scale_its_loss_trains():
         "cos_para": {"kind": "pair_classification", "train": "x", "dev": "y", "head": "cosine",
                      "loss": "cosine_similarity"},
         "emb_para": {"kind": "pair_classification", "train": "x", "dev": "y", "head": "cosine",
-                     "loss": "cosine_embedding"}}))
+                     "head_options": {"cosine_range": [0.3, 1.0]}, "loss": "cosine_embedding",
+                     "loss_options": {"margin": 0.3}}}))
     assert model.heads["cos_para"].cosine_range == (0.0, 1.0)
-    assert model.heads["emb_para"].cosine_range == (-1.0, 1.0)  # 1 - cos vs max(0, cos - margin): threshold 0
+    assert model.heads["emb_para"].cosine_range == (0.3, 1.0)  # 1 - cos vs max(0, cos - margin): threshold 0.65
+    u, v = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.65, (1 - 0.65 ** 2) ** 0.5]])  # cos(u, v) = 0.65
+    torch.testing.assert_close(model.heads["emb_para"](u, v), torch.tensor([0.5]))
+
+
+BROKEN_REPORT_B = """
+data_dir: demo
+tasks:
+  sst: {}
+  para: {head: cosine, loss: cosine_embedding, loss_options: {margin: 0.0}}
+  sts: {head: cosine, loss: cosine_similarity}
+"""
+
+
+def test_a_cosine_head_without_the_range_its_loss_trains_is_refused(tmp_path):
+    """Report B's configuration as it was: a cosine head trained with cosine_embedding and no cosine_range
+    predicts on [-1, 1] (threshold cos 0), so almost every pair came out "paraphrase"."""
+    from mtkit.train_config import ConfigError
+    path = tmp_path / "report_b_broken.yaml"
+    path.write_text(BROKEN_REPORT_B)
+    with pytest.raises(ConfigError, match=r"tasks\.para\.head_options: the cosine head was given no cosine_range, "
+                                          r"but loss 'cosine_embedding' trains the cosines toward \[0, 1\]") as info:
+        TrainConfig.from_yaml(path)
+    assert "set head_options: {cosine_range: [0, 1]}" in str(info.value) and str(path) in str(info.value)
+    # a range that disagrees with the loss's is refused too, naming the one to use
+    with pytest.raises(ConfigError, match=r"maps cosine_range \[-1, 1\].*toward \[0.2, 1\].*\[0.2, 1\]"):
+        TrainConfig(encoder="tiny", tasks={"para": {"head": "cosine", "head_options": {"cosine_range": [-1, 1]},
+                                                    "loss": "cosine_embedding", "loss_options": {"margin": 0.2}}})
+    # the model builder refuses it as well (a config built without validation, e.g. edited in place)
+    config = TrainConfig(encoder="tiny", tasks={"para": {"head": "cosine", "loss": "cosine_embedding",
+                                                         "head_options": {"cosine_range": [0, 1]}}})
+    config.tasks[0].head_options = {}
+    with pytest.raises(ValueError, match=r"task 'para': the cosine head was given no cosine_range"):
+        make(config)
+
+
+def test_the_cosine_ranges_that_need_nothing_written():
+    """cosine_similarity gives the head its target_range; ranking losses and mse need no range."""
+    model = make(TrainConfig(encoder="tiny", tasks={
+        "sts": {"head": "cosine", "loss": "cosine_similarity"},
+        "cosent_para": {"kind": "pair_classification", "train": "x", "dev": "y", "head": "cosine", "loss": "cosent"},
+        "mse_sts": {"kind": "pair_regression", "train": "x", "dev": "y", "head": "cosine", "loss": "mse",
+                    "head_options": {"cosine_range": [-1, 1]}}}))
+    assert model.heads["sts"].cosine_range == (0.0, 1.0)
+    assert model.heads["cosent_para"].cosine_range == (-1.0, 1.0)  # the head's default: cosent only ranks
+    for letter in "abcde":
+        TrainConfig.from_yaml(f"examples/report_{letter}.yaml")  # every example config passes the check

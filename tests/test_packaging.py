@@ -54,3 +54,23 @@ def test_environment_uses_python_311_and_conda_forge():
     assert "python=3.11" in env["dependencies"]
     pip_section = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
     assert "-e ." in pip_section
+
+
+def test_the_license_is_declared_the_modern_way_and_setuptools_reads_it_without_a_warning():
+    """PEP 639: an SPDX expression and the license file, which setuptools >= 77 reads without its deprecation
+    warning (a license table prints a warning on every install)."""
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "MIT"
+    assert all((REPO / f).is_file() for f in data["project"]["license-files"])
+    bound = next(r for r in data["build-system"]["requires"] if _split(r)[0] == "setuptools")
+    assert _split(bound)[1] == ">=77", "license-files and SPDX strings need setuptools >= 77"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), REPO / "pyproject.toml")
+    assert dist.metadata.license_expression == "MIT"
+    assert not [w for w in caught if "license" in str(w.message).lower()], [str(w.message) for w in caught]

@@ -30,7 +30,7 @@ max_length = 64
 seed = 0
 results_dir = None
 lr = 5e-5              # the heads' lr (depth 0)
-decays = [1.0, 0.95, 0.7]  # decay factors xi to compare (1.0 = no decay)
+decays = [1.0, 0.95, 0.7]  # decay factors xi to compare (1.0: no decay)
 weight_decay = 0.01
 exercise_source = None  # None: your answers in exercises/ (unless $MTKIT_EXERCISE_SOURCE is set); "solutions"
 progress = True
