@@ -279,7 +279,7 @@ def _runner_arguments(expected_only: list[str] | None, expected_extra: dict) -> 
         argv = shlex.split(command)[3:]  # after "python -m mtkit.notebook_runner"
         seen = {}
 
-        def record(out, profile, data_dir, only, timeout, extra_parameters):
+        def record(out, profile, data_dir, only, timeout, extra_parameters, **options):
             seen.update(only=only, extra=extra_parameters, profile=profile)
             raise ValueError("dry run")
 

@@ -26,9 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_one_notebook_through_the_runner_prints_nothing_on_stderr(tmp_path):
-    env = dict(os.environ, PYTHONWARNINGS="default")
+    private_tmp = tmp_path / "tmp"  # this run's own temporary folder: other runs' kernels cannot be counted
+    private_tmp.mkdir()
+    env = dict(os.environ, PYTHONWARNINGS="default", TMPDIR=str(private_tmp))
     env.pop("MTKIT_DATA", None)
-    result = subprocess.run([sys.executable, "-m", "mtkit.notebook_runner", "--out", str(tmp_path), "--only", "01",
+    result = subprocess.run([sys.executable, "-m", "mtkit.notebook_runner", "--out", str(tmp_path / "out"), "--only", "01",
                              "--profile", "small"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", f"unexpected output on stderr:\n{result.stderr}"
@@ -36,11 +38,11 @@ def test_one_notebook_through_the_runner_prints_nothing_on_stderr(tmp_path):
     assert [line for line in lines if line.startswith("[runner] 01")] == [
         next(line for line in lines if line.startswith("[runner] 01_setup_and_data: ok in "))], \
         "one line per notebook"
-    assert (tmp_path / "logs" / "01_setup_and_data.kernel.log").is_file()  # the kernel's own log is kept
-    record = json.loads((tmp_path / "summary.json").read_text())["notebooks"][0]
+    assert (tmp_path / "out" / "logs" / "01_setup_and_data.kernel.log").is_file()  # the kernel's own log is kept
+    record = json.loads((tmp_path / "out" / "summary.json").read_text())["notebooks"][0]
     if sys.platform != "win32":  # getrusage
         assert record["cpu_seconds"] > 0.5, "the kernel's CPU time is recorded beside its runtime"
-    assert not list(Path(tempfile.gettempdir()).glob("mtkit-kernel-*/kernel-*")), \
+    assert not list(private_tmp.glob("mtkit-kernel-*")), \
         "the kernel's sockets are removed at shutdown"
 
 
