@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## The main job: every notebook, headless, on the embedded demo data -> runs/demo (executed copies + summary)
 demo: setup
-	$(BIN)/python -m mtkit.notebook_runner --out runs/demo
+	$(BIN)/python -m mtkit.teach.notebook_runner --out runs/demo
 
 ## Everything CI checks: unit tests, then the notebooks against their committed outputs
 test: setup
@@ -63,7 +63,7 @@ results-gpu: setup
 
 ## All notebooks with full parameters on the real data (GPU)
 reproduce: setup
-	$(BIN)/python -m mtkit.notebook_runner --out runs/full --profile full --data-dir $${MTKIT_DATA:-data}
+	$(BIN)/python -m mtkit.teach.notebook_runner --out runs/full --profile full --data-dir $${MTKIT_DATA:-data}
 
 ui-test: setup
 	$(BIN)/python -m pytest tests/ui -m ui -q

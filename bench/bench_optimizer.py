@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mtkit.bert import BertModel  # noqa: E402
+from mtkit.model.bert import BertModel  # noqa: E402
 from mtkit.optim import AdamW, layerwise_lr_groups  # noqa: E402
 
 HP = dict(lr=2e-5, betas=(0.9, 0.999), weight_decay=0.01)

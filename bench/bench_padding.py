@@ -21,7 +21,7 @@ from torch.utils.data import BatchSampler, RandomSampler  # noqa: E402
 from mtkit.data.batching import BucketBatchSampler, EncodedDataset, padding_stats  # noqa: E402
 from mtkit.data.locate import find_data_dir  # noqa: E402
 from mtkit.data.tasks import default_task, load_split  # noqa: E402
-from mtkit.tokenizer import Tokenizer  # noqa: E402
+from mtkit.model.tokenizer import Tokenizer  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from mtkit.bert import BertModel  # noqa: E402
+from mtkit.model.bert import BertModel  # noqa: E402
 from mtkit.surgery import GradientSurgery  # noqa: E402
 
 TASKS = ("sst", "para", "sts")
@@ -141,7 +141,7 @@ def time_surgery_work(model: Bench, batches: dict, shared, num_layers: int, devi
             p.grad = None
 
     def with_surgery(name):
-        surgery = surgeries[name]
+        surgery = surgeries[name]  # noqa: F821 (the closure runs before the `del` below)
         for k, t in enumerate(TASKS):
             for p, g in zip(params, grads[k]):
                 p.grad = g

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mtkit.bert import BertModel  # noqa: E402
-from mtkit.tokenizer import Tokenizer  # noqa: E402
-from mtkit.weights import default_encoder_dir  # noqa: E402
+from mtkit.model.bert import BertModel  # noqa: E402
+from mtkit.model.pretrained import default_encoder_dir  # noqa: E402
+from mtkit.model.tokenizer import Tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

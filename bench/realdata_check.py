@@ -47,8 +47,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from mtkit.train_config import TrainConfig
-    from mtkit.trainer import Trainer
+
+    from mtkit.train.config import TrainConfig
+    from mtkit.train.trainer import Trainer
     if args.threads:
         torch.set_num_threads(args.threads)
     data_dir = args.data_dir

@@ -12,7 +12,7 @@ points, and runs with the same seeds (the first ``seeds`` of the protocol; the P
 ``summed`` and ``pcgrad``, always with at least three). The configurations are the reports' set-ups
 (docs/REPORTS.md says which report each method comes from):
 
-1. ``zero-shot`` and ``linear-probe`` baselines of the frozen encoder (``mtkit.baselines``: mean-pooled,
+1. ``zero-shot`` and ``linear-probe`` baselines of the frozen encoder (``mtkit.eval.baselines``: mean-pooled,
    L2-normalised vectors; the probes' regularisation tuned on the training set only), and ``frozen``:
    the heads of 3 trained on a frozen encoder (``fine_tune_mode: last-linear-layer``);
 2. ``report-a``: sequential tasks, ``[u; v; |u-v|]`` + BCE for paraphrase, ``[u; v]`` regression + MSE for STS,
@@ -225,7 +225,7 @@ def steps_for(config: Configuration, protocol: Protocol) -> tuple[int, int]:
 
 def train_config(config: Configuration, protocol: Protocol, seed: int, data_dir: str, out: Path, device: str,
                  encoder: str | None):
-    from mtkit.train_config import TrainConfig
+    from mtkit.train.config import TrainConfig
     steps, eval_every = steps_for(config, protocol)
     surgery = config.overrides.get("surgery", "none")
     telemetry = protocol.telemetry_every if config.name in ("summed", "pcgrad") or surgery != "none" else 0
@@ -240,7 +240,7 @@ def train_config(config: Configuration, protocol: Protocol, seed: int, data_dir:
 
 def run_one(config: Configuration, tc, seed: int, out: Path, data_sha256: dict | None = None) -> dict:
     """Train ``tc`` (the TrainConfig of ``config`` for one seed); its result (also written to ``out/result.json``)."""
-    from mtkit.trainer import Trainer
+    from mtkit.train.trainer import Trainer
     start = time.perf_counter()
     trainer = Trainer(tc, verbose=False)
     result = trainer.fit(overwrite=True)
@@ -259,7 +259,7 @@ def run_one(config: Configuration, tc, seed: int, out: Path, data_sha256: dict |
 
 def baseline_settings(protocol: Protocol, encoder: str | None) -> dict:
     """What the saved baselines depend on; saved ones with other settings (an older probe included) are redone."""
-    from mtkit.baselines import PROBE_CS, PROBE_DESCRIPTION, RIDGE_ALPHAS
+    from mtkit.eval.baselines import PROBE_CS, PROBE_DESCRIPTION, RIDGE_ALPHAS
     return {"probe_train_limit": protocol.probe_train_limit, "max_length": protocol.max_length, "encoder": encoder,
             "seed": protocol.seeds[0], "probe": PROBE_DESCRIPTION, "probe_Cs": list(PROBE_CS),
             "ridge_alphas": list(RIDGE_ALPHAS)}
@@ -267,7 +267,7 @@ def baseline_settings(protocol: Protocol, encoder: str | None) -> dict:
 
 def run_baselines(protocol: Protocol, data_dir: str, out: Path, device: str, encoder: str | None,
                   data_sha256: dict | None = None) -> dict:
-    from mtkit.baselines import frozen_baselines
+    from mtkit.eval.baselines import frozen_baselines
     start = time.perf_counter()
     scores = frozen_baselines(data_dir, encoder=encoder, train_limit=protocol.probe_train_limit,
                               max_length=protocol.max_length, seed=protocol.seeds[0], device=device)
@@ -280,7 +280,7 @@ def run_baselines(protocol: Protocol, data_dir: str, out: Path, device: str, enc
 
 # ------------------------------------------------------------------------------------------------ summary
 def overall(scores: dict) -> float:
-    from mtkit.metrics import overall_score
+    from mtkit.eval.metrics import overall_score
     return overall_score(scores["sst"], scores["para"], scores["sts"])
 
 
@@ -338,6 +338,7 @@ def gradient_scale(runs: list[dict]) -> dict[str, float] | None:
     """Median, over the recorded steps of ``runs`` (seeds pooled), of each task's gradient norm over the whole
     shared encoder, read from the runs' conflict telemetry; None when no run recorded it."""
     import numpy as np
+
     from mtkit.surgery.telemetry import ALL_BLOCKS, GradientTelemetry
     frames = [GradientTelemetry.load(r["telemetry"]).task_frame() for r in runs
               if r.get("telemetry") and Path(r["telemetry"]).is_file()]
@@ -534,9 +535,9 @@ def plot_curves(results: dict[str, list[dict]], path: Path) -> Path:
 
 
 def plot_telemetry(results: dict[str, list[dict]], path: Path) -> Path | None:
-    """Conflict telemetry of the first seed of configuration 3 against 4 (mtkit.plots.compare_runs)."""
-    from mtkit import plots
+    """Conflict telemetry of the first seed of configuration 3 against 4 (mtkit.teach.plots.compare_runs)."""
     from mtkit.surgery.telemetry import GradientTelemetry
+    from mtkit.teach import plots
     runs = {name: results.get(name, []) for name in ("pcgrad", "summed")}
     if not all(runs.values()) or not all(r[0].get("telemetry") for r in runs.values()):
         return None
@@ -568,8 +569,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from mtkit.device import get_device
-    from mtkit.notebook_runner import machine_line, replace_marked_section
+
+    from mtkit.teach.notebook_runner import machine_line, replace_marked_section
+    from mtkit.util.device import get_device
     if args.threads:
         torch.set_num_threads(args.threads)
     protocol = PROTOCOLS[args.protocol]

@@ -1,11 +1,11 @@
 # ==============================================================================================================
 # EXERCISE FILE: edit this file, exercises/adamw.py
 # Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the
-# signatures. The module docstring says which notebook teaches it and which mtkit.checks function
+# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function
 # checks it. Stuck? The worked answer is in solutions/adamw.py.
 # Generated from solutions/adamw.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: 568c600d62363a22
+# fingerprint: b3d0fa8475327013
 # ==============================================================================================================
 """Exercise: one AdamW step for one parameter, with the CS224N handout's semantics.
 
@@ -15,7 +15,7 @@ of the Adam paper, adds eps to sqrt(v), and applies the weight decay after the A
 
 Taught in notebooks/04_adamw.ipynb. Check your answer with::
 
-    from mtkit.checks import check_adamw_step
+    from mtkit.exercises.checks import check_adamw_step
     check_adamw_step(adamw_step)
 
 The reference is ``mtkit.optim.adamw.adamw_loop`` (the loop inside ``mtkit.optim.AdamW``).

@@ -1,11 +1,11 @@
 # ==============================================================================================================
 # EXERCISE FILE: edit this file, exercises/attention.py
 # Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the
-# signatures. The module docstring says which notebook teaches it and which mtkit.checks function
+# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function
 # checks it. Stuck? The worked answer is in solutions/attention.py.
 # Generated from solutions/attention.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: 916ae1a46b12286c
+# fingerprint: b79139628bd63788
 # ==============================================================================================================
 """Exercise: scaled dot-product attention with a padding mask.
 
@@ -15,10 +15,10 @@ the [PAD] positions of a shorter sentence.
 
 Taught in notebooks/03_attention_and_minbert.ipynb. Check your answer with::
 
-    from mtkit.checks import check_attention
+    from mtkit.exercises.checks import check_attention
     check_attention(attention)
 
-The reference is the explicit path of ``mtkit.bert.SelfAttention`` (and torch's fused
+The reference is the explicit path of ``mtkit.model.bert.SelfAttention`` (and torch's fused
 ``scaled_dot_product_attention`` computes the same).
 """
 from __future__ import annotations

@@ -1,11 +1,11 @@
 # ==============================================================================================================
 # EXERCISE FILE: edit this file, exercises/gradient_cosine.py
 # Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the
-# signatures. The module docstring says which notebook teaches it and which mtkit.checks function
+# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function
 # checks it. Stuck? The worked answer is in solutions/gradient_cosine.py.
 # Generated from solutions/gradient_cosine.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: bc01323bbd86ad4d
+# fingerprint: b8521d161a65787a
 # ==============================================================================================================
 """Exercise: the cosine similarity of two tasks' gradients over many parameter tensors.
 
@@ -15,14 +15,14 @@ over many parameter tensors, so the cosine is taken over all of them at once, as
 
 Taught in notebooks/09_gradient_surgery.ipynb. Check your answer with::
 
-    from mtkit.checks import check_gradient_cosine
+    from mtkit.exercises.checks import check_gradient_cosine
     check_gradient_cosine(gradient_cosine)
 
 The reference is the telemetry of ``mtkit.surgery`` (a Gram matrix of the flattened gradients).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -1,11 +1,11 @@
 # ==============================================================================================================
 # EXERCISE FILE: edit this file, exercises/mean_pooling.py
 # Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the
-# signatures. The module docstring says which notebook teaches it and which mtkit.checks function
+# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function
 # checks it. Stuck? The worked answer is in solutions/mean_pooling.py.
 # Generated from solutions/mean_pooling.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: 451a31b8ae41447f
+# fingerprint: 6cf78515195ba452
 # ==============================================================================================================
 """Exercise: masked mean pooling, from one vector per token to one vector per sentence.
 
@@ -14,10 +14,10 @@ padding positions of a shorter sentence must not count.
 
 Taught in notebooks/06_sentence_bert.ipynb. Check your answer with::
 
-    from mtkit.checks import check_mean_pool
+    from mtkit.exercises.checks import check_mean_pool
     check_mean_pool(mean_pool)
 
-The reference is ``mtkit.pooling.mean_pool``.
+The reference is ``mtkit.model.pooling.mean_pool``.
 """
 from __future__ import annotations
 

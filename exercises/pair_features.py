@@ -1,11 +1,11 @@
 # ==============================================================================================================
 # EXERCISE FILE: edit this file, exercises/pair_features.py
 # Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the
-# signatures. The module docstring says which notebook teaches it and which mtkit.checks function
+# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function
 # checks it. Stuck? The worked answer is in solutions/pair_features.py.
 # Generated from solutions/pair_features.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: b259b5754d6356ff
+# fingerprint: 15297a281a2023e4
 # ==============================================================================================================
 """Exercise: Sentence-BERT's pair features [u; v; |u - v|].
 
@@ -15,10 +15,10 @@ classification objective (Reimers & Gurevych 2019, arXiv 1908.10084, section 3) 
 
 Taught in notebooks/06_sentence_bert.ipynb. Check your answer with::
 
-    from mtkit.checks import check_pair_features
+    from mtkit.exercises.checks import check_pair_features
     check_pair_features(pair_features)
 
-The reference is ``mtkit.heads.PairFeatures(("u", "v", "|u-v|"))``.
+The reference is ``mtkit.tasks.heads.PairFeatures(("u", "v", "|u-v|"))``.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 # ==============================================================================================================
 # EXERCISE FILE: edit this file, exercises/pcgrad.py
 # Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the
-# signatures. The module docstring says which notebook teaches it and which mtkit.checks function
+# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function
 # checks it. Stuck? The worked answer is in solutions/pcgrad.py.
 # Generated from solutions/pcgrad.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: b58851da2b9a7032
+# fingerprint: 420d885c0c9702a5
 # ==============================================================================================================
 """Exercise: PCGrad's projection and the whole algorithm on K task gradients.
 
@@ -23,7 +23,7 @@ Note that g_i^PC is projected off the *original* g_j, as in the paper.
 
 Taught in notebooks/09_gradient_surgery.ipynb. Check your answers with::
 
-    from mtkit.checks import check_pcgrad_projection, check_pcgrad
+    from mtkit.exercises.checks import check_pcgrad_projection, check_pcgrad
     check_pcgrad_projection(project_conflicting)
     check_pcgrad(pcgrad)
 

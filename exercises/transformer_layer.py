@@ -1,11 +1,11 @@
 # ==============================================================================================================
 # EXERCISE FILE: edit this file, exercises/transformer_layer.py
 # Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the
-# signatures. The module docstring says which notebook teaches it and which mtkit.checks function
+# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function
 # checks it. Stuck? The worked answer is in solutions/transformer_layer.py.
 # Generated from solutions/transformer_layer.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: a002de82b6863b04
+# fingerprint: 3b0971772891793f
 # ==============================================================================================================
 """Exercise: the forward pass of one transformer encoder layer, as minBERT computes it.
 
@@ -17,14 +17,14 @@ BERT's layer (Devlin et al. 2019) is the Transformer encoder layer of Vaswani et
 
 Taught in notebooks/03_attention_and_minbert.ipynb. Check your answer with::
 
-    from mtkit.checks import check_layer_forward
+    from mtkit.exercises.checks import check_layer_forward
     check_layer_forward(layer_forward)
 
-The reference is ``mtkit.bert.BertLayer`` in eval mode (dropout off).
+The reference is ``mtkit.model.bert.BertLayer`` in eval mode (dropout off).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 def layer_forward(layer, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                   attention_fn: Callable | None = None) -> torch.Tensor:
-    """One ``mtkit.bert.BertLayer`` applied to ``x``, without dropout (eval mode).
+    """One ``mtkit.model.bert.BertLayer`` applied to ``x``, without dropout (eval mode).
 
     Args:
         layer: a ``BertLayer``. It holds ``layer.attention.query``, ``.key``, ``.value``, ``.output`` (each an

@@ -2,7 +2,7 @@
 
 ``mtkit train`` accepts the flags of the CS224N starter's ``multitask_classifier.py`` (same names, so a
 command line from the handout works), plus ``--config file.yaml`` for everything else. The YAML keys are the
-field names of :class:`mtkit.train_config.TrainConfig`; flags given on the command line override the file,
+field names of :class:`mtkit.train.config.TrainConfig`; flags given on the command line override the file,
 and ``--set key=value`` overrides any key (``--set schedule=round-robin --set surgery=pcgrad``)::
 
     mtkit demo-data --dest ./demo                             # or no --dest: the cache, reused
@@ -22,9 +22,18 @@ Taught in notebooks/07_multitask_training.ipynb.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
+
+from mtkit.data import demo, fetch
+from mtkit.data import split as data_split
+from mtkit.train.checkpoint import CheckpointError
+from mtkit.train.config import SURGERIES, ConfigError, TrainConfig
+from mtkit.train.ensemble import Ensemble
+from mtkit.train.schedules import SCHEDULES
+from mtkit.train.trainer import Trainer
 
 TASK_FLAGS = {"sst": "sst", "para": "para", "sts": "sts"}  # starter prefix -> task name
 
@@ -34,7 +43,7 @@ class CLIError(Exception):
 
 
 def _parse_value(text: str):
-    import yaml
+    import yaml  # imported here: PyYAML is needed only when a YAML file is read
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -122,8 +131,6 @@ def _task_entry(values: dict, name: str) -> dict:
 
 def _set_example() -> str:
     """An example of ``--set`` built from the registries' real names, so that it cannot drift from them."""
-    from mtkit.task_schedules import SCHEDULES
-    from mtkit.train_config import SURGERIES
     schedule = "round-robin" if "round-robin" in SCHEDULES else SCHEDULES[0]
     surgery = "pcgrad" if "pcgrad" in SURGERIES else SURGERIES[-1]
     return (f"--set schedule={schedule} --set surgery={surgery} (schedules: {', '.join(SCHEDULES)}; "
@@ -132,8 +139,7 @@ def _set_example() -> str:
 
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of ``mtkit train``: the YAML file, then the starter flags, then ``--set`` overrides."""
-    from mtkit.train_config import ConfigError, TrainConfig
-    import yaml
+    import yaml  # imported here: PyYAML is needed only when a YAML file is read
     a = vars(args)
     source = None
     values: dict = {}
@@ -148,7 +154,6 @@ def config_from_args(args: argparse.Namespace):
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: a training config is a mapping of keys to values.")
         source = str(path)
-        import copy
         TrainConfig.from_dict(copy.deepcopy(values), source=source)  # the file alone: its errors name the file
     if "tasks" in a:
         wanted = [t.strip() for t in a["tasks"].split(",") if t.strip()]
@@ -182,7 +187,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args) -> int:
-    from mtkit.trainer import Trainer
     config = config_from_args(args)
     trainer = Trainer(config)
     result = trainer.fit(resume=getattr(args, "resume", False), overwrite=getattr(args, "overwrite", False))
@@ -213,7 +217,6 @@ def _add_model_parsers(sub) -> None:
 
 
 def _ensemble_from(args):
-    from mtkit.ensemble import Ensemble
     device = "cuda" if args.use_gpu else "cpu"
     return Ensemble.load(args.checkpoints, device=device)
 
@@ -250,15 +253,10 @@ def cmd_predict(args) -> int:
 
 
 def cmd_demo_data(argv: list[str]) -> int:
-    from mtkit.data import demo
     return int(demo.cli(argv) or 0)
 
 
 def cmd_data(argv: list[str]) -> int:
-    try:
-        from mtkit.data import fetch
-    except ImportError as err:
-        raise CLIError(f"mtkit data fetch is not available in this installation ({err}).") from None
     code = fetch.cli(argv)
     return int(code or 0)
 
@@ -276,14 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mtkit`` and ``python -m mtkit``; returns the exit status."""
-    from mtkit.checkpoint import CheckpointError
-    from mtkit.train_config import ConfigError
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "data":  # delegated as a whole: mtkit data fetch ... / mtkit data split ...
         rest = argv[1:]
         if rest and rest[0] == "split":
-            from mtkit.data import split
-            return int(split.cli(rest[1:]) or 0)
+            return int(data_split.cli(rest[1:]) or 0)
         if rest and rest[0] == "fetch":
             rest = rest[1:]
         elif not rest or rest[0] in ("-h", "--help"):

@@ -16,7 +16,7 @@ nbval waits only 5 s for a cell's last output message by default; figures and wi
 take longer, so each cell gets 60 s.
 
 Outside CI (``$CI`` unset), a notebook you have run and saved is skipped with a message instead of failing: its
-outputs no longer match the fingerprint the build stored (``mtkit.notebook_outputs``); so is a notebook in this
+outputs no longer match the fingerprint the build stored (``mtkit.teach.notebook_outputs``); so is a notebook in this
 folder that is not one of the kit's (a copy of yours). In CI every notebook is compared.
 """
 import os
@@ -34,8 +34,8 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 def _skip_reason(path: Path) -> str | None:
     """Why a notebook is not compared here (None: it is). Never skips in CI."""
     from mtkit.exercises import in_ci
-    from mtkit.notebook_outputs import changed_locally
-    from mtkit.notebook_runner import NOTEBOOKS
+    from mtkit.teach.notebook_outputs import changed_locally
+    from mtkit.teach.notebook_runner import NOTEBOOKS
     if in_ci():
         return None
     if path.stem not in NOTEBOOKS:

@@ -6,7 +6,7 @@ of the Adam paper, adds eps to sqrt(v), and applies the weight decay after the A
 
 Taught in notebooks/04_adamw.ipynb. Check your answer with::
 
-    from mtkit.checks import check_adamw_step
+    from mtkit.exercises.checks import check_adamw_step
     check_adamw_step(adamw_step)
 
 The reference is ``mtkit.optim.adamw.adamw_loop`` (the loop inside ``mtkit.optim.AdamW``).

@@ -6,10 +6,10 @@ the [PAD] positions of a shorter sentence.
 
 Taught in notebooks/03_attention_and_minbert.ipynb. Check your answer with::
 
-    from mtkit.checks import check_attention
+    from mtkit.exercises.checks import check_attention
     check_attention(attention)
 
-The reference is the explicit path of ``mtkit.bert.SelfAttention`` (and torch's fused
+The reference is the explicit path of ``mtkit.model.bert.SelfAttention`` (and torch's fused
 ``scaled_dot_product_attention`` computes the same).
 """
 from __future__ import annotations

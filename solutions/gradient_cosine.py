@@ -6,14 +6,14 @@ over many parameter tensors, so the cosine is taken over all of them at once, as
 
 Taught in notebooks/09_gradient_surgery.ipynb. Check your answer with::
 
-    from mtkit.checks import check_gradient_cosine
+    from mtkit.exercises.checks import check_gradient_cosine
     check_gradient_cosine(gradient_cosine)
 
 The reference is the telemetry of ``mtkit.surgery`` (a Gram matrix of the flattened gradients).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

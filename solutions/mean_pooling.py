@@ -5,10 +5,10 @@ padding positions of a shorter sentence must not count.
 
 Taught in notebooks/06_sentence_bert.ipynb. Check your answer with::
 
-    from mtkit.checks import check_mean_pool
+    from mtkit.exercises.checks import check_mean_pool
     check_mean_pool(mean_pool)
 
-The reference is ``mtkit.pooling.mean_pool``.
+The reference is ``mtkit.model.pooling.mean_pool``.
 """
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ classification objective (Reimers & Gurevych 2019, arXiv 1908.10084, section 3) 
 
 Taught in notebooks/06_sentence_bert.ipynb. Check your answer with::
 
-    from mtkit.checks import check_pair_features
+    from mtkit.exercises.checks import check_pair_features
     check_pair_features(pair_features)
 
-The reference is ``mtkit.heads.PairFeatures(("u", "v", "|u-v|"))``.
+The reference is ``mtkit.tasks.heads.PairFeatures(("u", "v", "|u-v|"))``.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ Note that g_i^PC is projected off the *original* g_j, as in the paper.
 
 Taught in notebooks/09_gradient_surgery.ipynb. Check your answers with::
 
-    from mtkit.checks import check_pcgrad_projection, check_pcgrad
+    from mtkit.exercises.checks import check_pcgrad_projection, check_pcgrad
     check_pcgrad_projection(project_conflicting)
     check_pcgrad(pcgrad)
 

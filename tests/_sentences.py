@@ -6,7 +6,6 @@ import random
 from pathlib import Path
 
 import pandas as pd
-
 from conftest import real_data_dir
 
 _SUBJECTS = ["the film", "this movie", "a quiet story", "the director's début", "our café scene",

@@ -1,14 +1,20 @@
-"""mtkit.attention_viewer: maps equal the model's attention, figures are labelled, the widget updates."""
+"""mtkit.teach.attention_viewer: maps equal the model's attention, figures are labelled, the widget updates."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from mtkit.attention_viewer import AttentionMaps, AttentionViewer, attention_maps, plot_attention, plot_attention_heads
-from mtkit.bert import BertModel
-from mtkit.config import BertConfig
-from mtkit.tokenizer import Tokenizer
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
+from mtkit.model.tokenizer import Tokenizer
+from mtkit.teach.attention_viewer import (
+    AttentionMaps,
+    AttentionViewer,
+    attention_maps,
+    plot_attention,
+    plot_attention_heads,
+)
 
 
 @pytest.fixture(scope="module")

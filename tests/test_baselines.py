@@ -1,4 +1,4 @@
-"""Frozen-encoder baselines (mtkit.baselines): the threshold search against brute force, cosines and features
+"""Frozen-encoder baselines (mtkit.eval.baselines): the threshold search against brute force, cosines and features
 by hand, embeddings against the encoder run one sentence at a time, and the baselines on the demo set."""
 from __future__ import annotations
 
@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from mtkit.baselines import (PROBE_CS, best_threshold, embed_sentences, frozen_baselines, l2_normalize,
-                             linear_probe, linear_probe_accuracy, pair_cosines, pair_features)
+from mtkit.eval.baselines import (
+    PROBE_CS,
+    best_threshold,
+    embed_sentences,
+    frozen_baselines,
+    l2_normalize,
+    linear_probe,
+    linear_probe_accuracy,
+    pair_cosines,
+    pair_features,
+)
 
 
 def brute_force_threshold(scores, labels):
@@ -42,9 +51,9 @@ def test_pair_cosines_and_features_by_hand():
 
 
 def test_embeddings_equal_one_sentence_at_a_time():
-    from mtkit.bert import BertModel
-    from mtkit.pooling import mean_pool
-    from mtkit.tokenizer import Tokenizer
+    from mtkit.model.bert import BertModel
+    from mtkit.model.pooling import mean_pool
+    from mtkit.model.tokenizer import Tokenizer
     model, tokenizer = BertModel.from_pretrained(), Tokenizer.from_pretrained()
     sentences = ["a", "a much longer sentence about a film that nobody liked at all", "the cat sat", "ok then"]
     batched = embed_sentences(model, tokenizer, sentences, batch_size=3)

@@ -11,12 +11,12 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-
 from _sentences import generated_sentences, parity_sentences
-from mtkit.bert import BertModel, BertOutput, block_of, depth_of
-from mtkit.config import BertConfig
-from mtkit.tokenizer import Tokenizer
-from mtkit.weights import default_encoder_dir
+
+from mtkit.model.bert import BertModel, BertOutput, block_of, depth_of
+from mtkit.model.bert_config import BertConfig
+from mtkit.model.pretrained import default_encoder_dir
+from mtkit.model.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers", reason="transformers is the reference oracle (test extra)")
 
@@ -178,7 +178,7 @@ def test_hidden_states_and_attentions_match_transformers(ours, reference, batch)
 def test_gradients_match_transformers(ours, reference, batch):
     """Same loss, same weights, dropout off: every parameter's gradient agrees (padding row of the word table
     included, which must get no gradient in either)."""
-    from mtkit.weights import mtkit_to_hf
+    from mtkit.model.pretrained import mtkit_to_hf
 
     sub = {k: v[:8] for k, v in batch.items()}
     for model in (ours, reference):

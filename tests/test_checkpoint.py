@@ -13,8 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from mtkit.checkpoint import (CheckpointError, CheckpointStore, flatten_state, read_checkpoint, resolve,
-                              unflatten_state, verify, write_checkpoint)
+from mtkit.train.checkpoint import (
+    CheckpointError,
+    CheckpointStore,
+    flatten_state,
+    read_checkpoint,
+    resolve,
+    unflatten_state,
+    verify,
+    write_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,7 +148,7 @@ def test_no_pickle_is_ever_loaded(tmp_path, monkeypatch):
 
 CRASH_SCRIPT = textwrap.dedent("""
     import os, sys, torch
-    import mtkit.checkpoint as ck
+    import mtkit.train.checkpoint as ck
     root, point = sys.argv[1], sys.argv[2]
     store = ck.CheckpointStore(root, keep=1)
     store.save(1, {"w": torch.zeros(1000)}, {"step": 1}, {"run": "a"})

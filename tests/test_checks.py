@@ -1,4 +1,4 @@
-"""mtkit.checks: the helpers compute what CS231n's do, and wrong answers get messages that teach."""
+"""mtkit.exercises.checks: the helpers compute what CS231n's do, and wrong answers get messages that teach."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit import checks
-from mtkit.checks import CheckFailure
-from mtkit.exercises import load_module
+from mtkit.exercises import checks, load_module
+from mtkit.exercises.checks import CheckFailure
 
 SOL = {name: load_module(name, "solutions") for name in checks.EXERCISES}
 
@@ -248,7 +247,7 @@ def test_pair_features_mistakes_are_named():
 
 # ---------------------------------------------------------------------------------------------- LLRD
 def test_llrd_mistakes_are_reported_per_parameter():
-    from mtkit.bert import depth_of
+    from mtkit.model.bert import depth_of
 
     def counted_from_bottom(model, lr, decay, weight_decay=0.0, encoder_prefix="encoder.", head_prefix="heads."):
         L = model.encoder.config.num_hidden_layers
@@ -335,7 +334,7 @@ def test_llrd_depth_mistakes_are_named(rule, words):
 
 
 def test_llrd_check_accepts_the_papers_rule_written_by_hand():
-    """The same rule as mtkit.bert.depth_of, computed without it: the check passes (the mistakes above are not
+    """The same rule as mtkit.model.bert.depth_of, computed without it: the check passes (the mistakes above are not
     matched by accident)."""
     result = checks.check_llrd_groups(_llrd_by_hand(_papers_depth))
     assert len(result.cases) >= 3

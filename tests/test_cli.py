@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mtkit.cli import build_parser, config_from_args, main
-from mtkit.metrics import read_predictions
-from mtkit.train_config import TrainConfig
+from mtkit.eval.metrics import read_predictions
+from mtkit.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -130,7 +130,8 @@ def test_train_writes_predictions_in_the_submission_format(demo, trained):
 
 def test_evaluate_reproduces_the_trainers_best_dev_metrics(trained, capsys):
     import json
-    from mtkit.checkpoint import read_checkpoint, resolve
+
+    from mtkit.train.checkpoint import read_checkpoint, resolve
     best = read_checkpoint(resolve(trained)).state["best"]
     assert main(["evaluate", str(trained), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -160,7 +161,7 @@ def test_evaluate_without_a_checkpoint_says_so(tmp_path, capsys):
 def test_ensemble_averages_logits_and_scores(demo, trained, tmp_path):
     """Two members: sentiment = argmax of the mean logits, similarity = mean score, paraphrase = mean logit > 0."""
     from mtkit.data.tasks import default_task, load_split
-    from mtkit.ensemble import Ensemble
+    from mtkit.train.ensemble import Ensemble
     second = tmp_path / "second"
     assert main(["train", "--config", str(REPO / "examples" / "tiny_demo.yaml"), "--data-dir", str(demo),
                  "--output-dir", str(second), "--set", "train_limit=8", "--epochs", "1", "--lr", "1e-3", "--seed",
@@ -242,8 +243,9 @@ def test_custom_task_with_absolute_paths_trains_without_any_data_folder(tmp_path
 def test_set_suggestions_name_registered_values(capsys):
     """The --set examples (module docstring, help, error message) are values the config accepts."""
     import re
+
     import mtkit.cli
-    from mtkit.task_schedules import SCHEDULES
+    from mtkit.train.schedules import SCHEDULES
     assert main(["train", "--set", "schedule"]) == 2
     err = capsys.readouterr().err
     suggested = [(k, v.rstrip(".")) for k, v in re.findall(r"--set (\w+)=([\w.-]+)", err)]

@@ -13,7 +13,7 @@ from mtkit.data.batching import BucketBatchSampler, EncodedDataset, make_loader,
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from mtkit.tokenizer import Tokenizer
+    from mtkit.model.tokenizer import Tokenizer
     return Tokenizer.from_pretrained()
 
 

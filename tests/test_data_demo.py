@@ -50,7 +50,7 @@ def test_no_item_is_shared_between_splits(demo):
 
 
 def test_every_word_is_one_token_of_the_uncased_vocabulary(demo):
-    from mtkit.tokenizer import Tokenizer
+    from mtkit.model.tokenizer import Tokenizer
     tokenizer = Tokenizer.from_pretrained()
     words = set()
     for files in FILES.values():
@@ -107,11 +107,11 @@ def _mean_pool(hidden, mask):
 
 def _train_and_score(spec, folder, epochs: int, lr: float = 2e-3, history: list | None = None) -> tuple[float, float]:
     """Tiny BERT from scratch + a linear head on one demo task; returns (dev score, majority baseline)."""
-    from mtkit import metrics
-    from mtkit.bert import BertModel
-    from mtkit.config import BertConfig
     from mtkit.data.batching import make_loader
-    from mtkit.tokenizer import Tokenizer
+    from mtkit.eval import metrics
+    from mtkit.model.bert import BertModel
+    from mtkit.model.bert_config import BertConfig
+    from mtkit.model.tokenizer import Tokenizer
 
     torch.manual_seed(0)
     tokenizer = Tokenizer.from_pretrained()

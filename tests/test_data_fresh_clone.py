@@ -62,7 +62,7 @@ def test_fetched_data_is_found_by_notebook_07_running_in_notebooks(served_files,
         monkeypatch.setenv(key, value)
     for key in ("MTKIT_DATA", "MPLBACKEND"):
         monkeypatch.delenv(key, raising=False)
-    from mtkit.notebook_runner import profile_parameters
+    from mtkit.teach.notebook_runner import profile_parameters
     parameters = profile_parameters("small", NOTEBOOK) | {"results_dir": str(tmp_path / "results")}
     assert "data_dir" not in parameters
     notebook = _data_part(clone / "notebooks" / f"{NOTEBOOK}.ipynb", tmp_path / f"{NOTEBOOK}-data-part.ipynb")

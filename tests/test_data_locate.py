@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtkit.data import TaskSpec
-from mtkit.data import locate
+from mtkit.data import TaskSpec, locate
 from mtkit.data.demo import write_demo_data
 from mtkit.data.locate import find_data_dir, required_files
 from mtkit.data.tasks import default_tasks

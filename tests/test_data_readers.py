@@ -6,8 +6,16 @@ import logging
 
 import pytest
 
-from mtkit.data import (DataFormatError, PairExample, SentenceExample, TaskSpec, default_tasks, load_split,
-                        read_pairs, read_sentences)
+from mtkit.data import (
+    DataFormatError,
+    PairExample,
+    SentenceExample,
+    TaskSpec,
+    default_tasks,
+    load_split,
+    read_pairs,
+    read_sentences,
+)
 from mtkit.data.readers import cs224n_preprocess_string, load_examples
 
 SST_HEADER = "\tid\tsentence\tsentiment\n"
@@ -99,7 +107,7 @@ def test_num_labels_inferred_from_data(tmp_path):
 
 
 def test_named_labels_through_spec(tmp_path):
-    path = write(tmp_path, "n.csv", "id\ttext\tlabel\na\tgreat\tpos\nb\tawful\tneg\n")
+    write(tmp_path, "n.csv", "id\ttext\tlabel\na\tgreat\tpos\nb\tawful\tneg\n")
     spec = TaskSpec.from_dict({"name": "mine", "kind": "classification", "train": "n.csv",
                                "labels": ["neg", "pos"], "columns": {"sentence": "text", "label": "label"}})
     examples, report = load_split(spec, tmp_path, "train")
@@ -123,7 +131,7 @@ def test_pairs_and_regression(tmp_path):
 
 
 def test_test_student_file_with_two_unnamed_leading_columns(tmp_path):
-    path = write(tmp_path, "ids-sst-test-student.csv",
+    write(tmp_path, "ids-sst-test-student.csv",
                  "0\t\tid\tsentence\n1\t0.0\tb75\t Effective but too-tepid biopic\n2\t1.0\td17\t Fun .\n")
     spec = default_tasks()[0]
     examples, report = load_split(spec, tmp_path, "test")
@@ -206,7 +214,7 @@ def test_non_numeric_label_is_rejected_with_reason(tmp_path):
 
 
 def test_label_outside_declared_set_is_an_error_naming_it(tmp_path):
-    path = write(tmp_path, "oos.csv", SST_HEADER + sst_rows(5) + "5\tz\tway too good\t7\n")
+    write(tmp_path, "oos.csv", SST_HEADER + sst_rows(5) + "5\tz\tway too good\t7\n")
     spec = TaskSpec("sst", "classification", train_file="oos.csv", num_labels=5)
     with pytest.raises(DataFormatError) as err:
         load_split(spec, tmp_path, "train")
@@ -312,7 +320,7 @@ def test_missing_file_says_how_to_get_data(tmp_path):
 def test_bad_inputs_never_leak_library_exceptions(tmp_path):
     """Whatever the bytes, the reader answers with DataFormatError / FileNotFoundError or a report."""
     samples = [b"\x00\x01\x02", b"id\n", b'"', b"\tid\tsentence\tsentiment\n\x00\ta\tb\t1\n",
-               b"\xff\xfe\x00", "\tid\tsentence\tsentiment\n0\ta\tb\t1".encode()]
+               b"\xff\xfe\x00", b"\tid\tsentence\tsentiment\n0\ta\tb\t1"]
     for i, data in enumerate(samples):
         path = write(tmp_path, f"x{i}.csv", data)
         try:

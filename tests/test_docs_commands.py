@@ -26,9 +26,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -171,6 +171,7 @@ def _fetch(ws: Workspace, command: str) -> None:
 def _split(ws: Workspace, command: str) -> None:
     """The RESULTS carve, with the sizes scaled to the small fetched files (24 Quora dev rows here)."""
     import hashlib
+
     from mtkit.data.fetch import read_sums
     from mtkit.data.locate import find_data_dir
     assert "quora-train.csv=16000" in command
@@ -198,7 +199,7 @@ def _evaluate(ws: Workspace, command: str) -> None:
 
 
 def _predict(ws: Workspace, command: str) -> None:
-    from mtkit.metrics import read_predictions
+    from mtkit.eval.metrics import read_predictions
     ws.sh(command)
     path = ws.root / "predictions" / "sst-test-output.csv"
     assert path.is_file() and len(read_predictions(path)) > 0
@@ -275,8 +276,8 @@ def _make_target_exists(command: str) -> None:
 def _runner_arguments(expected_only: list[str] | None, expected_extra: dict) -> Callable[[str], None]:
     """The notebook runner's command parses and reaches run_notebooks with these notebooks and parameters."""
     def check(command: str) -> None:
-        from mtkit import notebook_runner
-        argv = shlex.split(command)[3:]  # after "python -m mtkit.notebook_runner"
+        from mtkit.teach import notebook_runner
+        argv = shlex.split(command)[3:]  # after "python -m mtkit.teach.notebook_runner"
         seen = {}
 
         def record(out, profile, data_dir, only, timeout, extra_parameters, **options):
@@ -329,14 +330,14 @@ COMMANDS: dict[str, Run | Skip] = {
         _split, f"quora-train.csv={SPLIT_TRAIN_ROWS} instead of 16000 (the fetched test files are small)",
         needs=("mtkit data fetch --dest data",)),
     # docs/NOTEBOOKS.md
-    "python -m mtkit.notebook_runner --out runs/demo": Skip(
+    "python -m mtkit.teach.notebook_runner --out runs/demo": Skip(
         "too long: `make demo` itself (all ten notebooks, about 10 minutes on 2 cores); checked: its arguments "
         "reach the runner", _runner_arguments(None, {})),
-    "python -m mtkit.notebook_runner --out runs/compact --profile compact --data-dir DIR": Skip(
+    "python -m mtkit.teach.notebook_runner --out runs/compact --profile compact --data-dir DIR": Skip(
         "needs the real CS224N data (DIR)"),
-    "python -m mtkit.notebook_runner --out runs/full --profile full --data-dir DIR": Skip(
+    "python -m mtkit.teach.notebook_runner --out runs/full --profile full --data-dir DIR": Skip(
         "needs the real CS224N data (DIR) and a GPU"),
-    "python -m mtkit.notebook_runner --out runs/x --only 03 --only 09 -p epochs 3": Skip(
+    "python -m mtkit.teach.notebook_runner --out runs/x --only 03 --only 09 -p epochs 3": Skip(
         "too long: notebooks 03 and 09 with 3 epochs took 7.4 minutes on 2 shared cores; checked: --only 03 "
         "--only 09 and -p epochs 3 reach the runner", _runner_arguments(["03", "09"], {"epochs": 3})),
 }
@@ -419,7 +420,7 @@ def resolve_dotted(name: str):
 
 def test_every_dotted_mtkit_name_in_the_docs_resolves():
     mentions = _mentions(DOTTED)
-    assert "mtkit.notebook_runner" in mentions  # the pattern finds what the docs name
+    assert "mtkit.teach.notebook_runner" in mentions  # the pattern finds what the docs name
     broken = []
     for name, where in sorted(mentions.items()):
         try:

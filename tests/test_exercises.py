@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mtkit import exercises as ex
-from mtkit.checks import EXERCISES, check_exercise
 from mtkit.exercises import in_ci, is_pristine
+from mtkit.exercises.checks import EXERCISES, check_exercise
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -49,7 +49,7 @@ def generated_exercise(name: str) -> str:
 
 def test_every_solution_has_checks_and_an_exercise():
     assert NAMES, "solutions/ is empty"
-    assert set(NAMES) == set(EXERCISES), "solutions/ and mtkit.checks.EXERCISES must list the same exercises"
+    assert set(NAMES) == set(EXERCISES), "solutions/ and mtkit.exercises.checks.EXERCISES must list the same exercises"
     assert sorted(p.stem for p in EXERCISES_DIR.glob("*.py")) == NAMES
 
 

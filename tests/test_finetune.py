@@ -6,10 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from mtkit.bert import BertModel
-from mtkit.config import BertConfig
-from mtkit.optim import (FINETUNE_MODES, AdamW, Stage, TwoStagePlan, apply_finetune_mode, layerwise_lr_groups,
-                         start_stage_two)
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
+from mtkit.optim import (
+    FINETUNE_MODES,
+    AdamW,
+    Stage,
+    TwoStagePlan,
+    apply_finetune_mode,
+    layerwise_lr_groups,
+    start_stage_two,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +27,7 @@ def _one_thread(_torch_threads):
 
 
 class TinyMultitask(nn.Module):
-    """Shaped like mtkit.multitask.MultitaskModel: ``encoder`` plus a ``heads`` ModuleDict."""
+    """Shaped like mtkit.tasks.multitask.MultitaskModel: ``encoder`` plus a ``heads`` ModuleDict."""
 
     def __init__(self):
         super().__init__()

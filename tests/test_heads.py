@@ -5,9 +5,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit.heads import (HEADS, BiEncoderPairHead, BucketClassificationHead, CosineSimilarityHead, CrossEncoderHead,
-                         PairFeatures, SentimentHead, SharedPairLayer, SigmoidRegressionHead, bucket_centres,
-                         buckets_to_scores, head_options, make_head, scores_to_buckets, scores_to_soft_buckets)
+from mtkit.tasks.heads import (
+    HEADS,
+    BiEncoderPairHead,
+    BucketClassificationHead,
+    CosineSimilarityHead,
+    CrossEncoderHead,
+    PairFeatures,
+    SentimentHead,
+    SharedPairLayer,
+    SigmoidRegressionHead,
+    bucket_centres,
+    buckets_to_scores,
+    head_options,
+    make_head,
+    scores_to_buckets,
+    scores_to_soft_buckets,
+)
 
 
 def _uv(B=4, H=8, seed=0):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtkit import implementations as impl
 from mtkit.exercises import generate, load_module
-from mtkit.train_config import ConfigError, TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.exercises import implementations as impl
+from mtkit.train.config import ConfigError, TrainConfig
+from mtkit.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SOL = {name: load_module(name, "solutions") for name in impl.COMPONENTS}
@@ -186,8 +186,8 @@ def test_the_config_round_trips_with_implementations():
 
 # ------------------------------------------------------------------------------------------------ the hooks
 def _tiny_encoder():
-    from mtkit.bert import BertModel
-    from mtkit.config import BertConfig
+    from mtkit.model.bert import BertModel
+    from mtkit.model.bert_config import BertConfig
     torch.manual_seed(0)
     return BertModel(BertConfig.tiny()).eval()
 

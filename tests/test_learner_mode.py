@@ -12,9 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mtkit import notebook_runner as nr
-from mtkit.checks import EXERCISES
 from mtkit.exercises import generate, is_pristine
+from mtkit.exercises.checks import EXERCISES
+from mtkit.teach import notebook_runner as nr
 
 REPO = Path(__file__).resolve().parents[1]
 EXERCISE_CELLS = {"03_attention_and_minbert": ["attention", "transformer_layer"], "04_adamw": ["adamw"]}
@@ -57,9 +57,10 @@ def test_on_the_untouched_stubs_the_notebook_runs_to_the_end_and_says_not_writte
 
 
 def test_the_parameters_default_is_the_learners_exercises_and_the_environment_can_change_it(monkeypatch):
-    from mtkit.checks import Workbook
-    from mtkit.exercises import SOURCE_ENV, resolve_source
     import papermill as pm
+
+    from mtkit.exercises import SOURCE_ENV, resolve_source
+    from mtkit.exercises.checks import Workbook
     for name in ("03_attention_and_minbert", "04_adamw", "06_sentence_bert", "08_layerwise_lr_decay",
                  "09_gradient_surgery"):
         declared = pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))
@@ -108,7 +109,7 @@ def test_the_committed_outputs_are_the_worked_answers_and_say_so():
 
 
 def test_results_record_whose_code_was_checked_and_the_outcome(tmp_path):
-    from mtkit.checks import Workbook
+    from mtkit.exercises.checks import Workbook
     book = Workbook("solutions", verbose=False)
     book.check("pcgrad", "project_conflicting")
     book.check("pcgrad", "pcgrad")
@@ -163,7 +164,8 @@ def _tiny_kit_notebooks(tmp_path: Path) -> Path:
     """notebooks/ with the kit's conftest and sanitizers and one small notebook, built and stamped like the
     kit's (its name is one of the kit's so that only the fingerprint decides)."""
     import shutil
-    from mtkit.notebook_outputs import stamp
+
+    from mtkit.teach.notebook_outputs import stamp
     folder = tmp_path / "kit" / "notebooks"
     folder.mkdir(parents=True)
     for name in ("conftest.py", "sanitize.cfg"):
@@ -202,7 +204,7 @@ def test_a_notebook_saved_by_the_learner_is_skipped_with_a_message_except_in_ci(
 
 
 def test_the_fingerprint_sees_changed_outputs_only(tmp_path):
-    from mtkit.notebook_outputs import changed_locally, outputs_fingerprint, stored_fingerprint
+    from mtkit.teach.notebook_outputs import changed_locally, outputs_fingerprint, stored_fingerprint
     path = _tiny_kit_notebooks(tmp_path) / "01_setup_and_data.ipynb"
     nb = nbformat.read(str(path), as_version=4)
     assert changed_locally(path) is None and stored_fingerprint(nb) == outputs_fingerprint(nb)
@@ -221,7 +223,7 @@ def test_the_fingerprint_sees_changed_outputs_only(tmp_path):
 
 
 def test_every_committed_notebook_matches_the_outputs_fingerprint_it_carries():
-    from mtkit.notebook_outputs import outputs_fingerprint, stored_fingerprint
+    from mtkit.teach.notebook_outputs import outputs_fingerprint, stored_fingerprint
     for name in nr.NOTEBOOKS:
         nb = nbformat.read(str(REPO / "notebooks" / f"{name}.ipynb"), as_version=4)
         stored = stored_fingerprint(nb)

@@ -7,9 +7,21 @@ import math
 import pytest
 import torch
 
-from mtkit.losses import (HEADS_FOR_LOSS, LOSSES, BCEWithLogitsLoss, BucketedCrossEntropyLoss, CoSENTLoss,
-                          CosineEmbeddingLoss, CosineSimilarityLoss, CrossEntropyLoss, MSELoss,
-                          MultipleNegativesRankingLoss, check_pairing, loss_options, make_loss)
+from mtkit.tasks.losses import (
+    HEADS_FOR_LOSS,
+    LOSSES,
+    BCEWithLogitsLoss,
+    BucketedCrossEntropyLoss,
+    CoSENTLoss,
+    CosineEmbeddingLoss,
+    CosineSimilarityLoss,
+    CrossEntropyLoss,
+    MSELoss,
+    MultipleNegativesRankingLoss,
+    check_pairing,
+    loss_options,
+    make_loss,
+)
 
 
 def _st_losses():
@@ -268,7 +280,7 @@ def test_make_loss_registry_and_pairings():
     assert make_loss("cosine_similarity", label_range=(0, 5)).cosine_range == (0.0, 1.0)
     assert make_loss("cosine_similarity", target_range=(-1, 1)).cosine_range == (-1.0, 1.0)
     assert make_loss("cosent").cosine_range is None and make_loss("mse").cosine_range is None
-    from mtkit.heads import HEADS
+    from mtkit.tasks.heads import HEADS
     assert set(HEADS_FOR_LOSS) == set(LOSSES)
     assert all(h in HEADS for heads in HEADS_FOR_LOSS.values() for h in heads)
     check_pairing("sentiment", "cross_entropy")

@@ -8,12 +8,11 @@ import json
 
 import pytest
 import torch
-
 from _method_cases import KINDS, KS, jacobian, make_method, rel_error
 from safetensors.torch import load, save
 
-from mtkit.checkpoint import flatten_state, unflatten_state
 from mtkit.surgery.methods import GRAM_METHODS, NonFiniteError, update_from_jacobian
+from mtkit.train.checkpoint import flatten_state, unflatten_state
 
 NAMES = list(GRAM_METHODS)
 BLOCKS = [40, 100, 60]  # three layer blocks, P = 200

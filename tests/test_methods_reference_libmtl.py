@@ -11,8 +11,8 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from _method_cases import KINDS, KS, cases, default_dtype, jacobian, rel_error, run_libmtl
+
 from mtkit.surgery.methods import GRAM_METHODS, update_from_jacobian
 from mtkit.surgery.pcgrad import visit_orders
 from mtkit.surgery.weighting import LOSS_WEIGHTINGS

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _method_cases import KINDS, KS, cases, jacobian, rel_error
+
 from mtkit.surgery.methods import GRAM_METHODS, update_from_jacobian
 from mtkit.surgery.pcgrad import visit_orders
 

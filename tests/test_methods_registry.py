@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 
 import pytest
-
 from _method_cases import make_method
+
 from mtkit.surgery.methods import GRAM_METHODS, GramWeighting
 from mtkit.surgery.registry import MethodError, Registry
 from mtkit.surgery.weighting import LOSS_WEIGHTINGS, LossWeighting

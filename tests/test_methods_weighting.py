@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
+from _method_cases import make_method
 from safetensors.torch import load, save
 
-from _method_cases import make_method
-from mtkit.checkpoint import flatten_state, unflatten_state
 from mtkit.surgery.weighting import LOSS_WEIGHTINGS, stack_losses
-from mtkit.task_schedules import TaskWeights, main_aux
+from mtkit.train.checkpoint import flatten_state, unflatten_state
+from mtkit.train.schedules import TaskWeights, main_aux
 
 NAMES = list(LOSS_WEIGHTINGS)
 TASKS = ["sst", "para", "sts"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtkit import metrics
 from mtkit.data import TaskSpec
+from mtkit.eval import metrics
 
 
 def test_accuracy_and_confusion_by_hand():

@@ -5,14 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit.bert import BertModel
-from mtkit.config import BertConfig
 from mtkit.data.batching import make_loader
 from mtkit.data.readers import PairExample, SentenceExample
 from mtkit.data.tasks import TaskSpec, default_tasks
-from mtkit.multitask import SHARED_PAIR, build_model
-from mtkit.tokenizer import Tokenizer
-from mtkit.train_config import TrainConfig
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
+from mtkit.model.tokenizer import Tokenizer
+from mtkit.tasks.multitask import SHARED_PAIR, build_model
+from mtkit.train.config import TrainConfig
 
 SENTENCES = [SentenceExample(f"s{i}", text, label) for i, (text, label) in enumerate([
     ("a superb film", 4), ("dreadful acting", 0), ("the story was ordinary", 2), ("charming music", 3)])]
@@ -208,7 +208,7 @@ tasks:
 def test_a_cosine_head_without_the_range_its_loss_trains_is_refused(tmp_path):
     """Report B's configuration as it was: a cosine head trained with cosine_embedding and no cosine_range
     predicts on [-1, 1] (threshold cos 0), so almost every pair came out "paraphrase"."""
-    from mtkit.train_config import ConfigError
+    from mtkit.train.config import ConfigError
     path = tmp_path / "report_b_broken.yaml"
     path.write_text(BROKEN_REPORT_B)
     with pytest.raises(ConfigError, match=r"tasks\.para\.head_options: the cosine head was given no cosine_range, "

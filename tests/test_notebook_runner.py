@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mtkit import notebook_runner as nr
+from mtkit.teach import notebook_runner as nr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_one_notebook_through_the_runner_prints_nothing_on_stderr(tmp_path):
     private_tmp.mkdir()
     env = dict(os.environ, PYTHONWARNINGS="default", TMPDIR=str(private_tmp))
     env.pop("MTKIT_DATA", None)
-    result = subprocess.run([sys.executable, "-m", "mtkit.notebook_runner", "--out", str(tmp_path / "out"), "--only", "01",
+    result = subprocess.run([sys.executable, "-m", "mtkit.teach.notebook_runner", "--out", str(tmp_path / "out"), "--only", "01",
                              "--profile", "small"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", f"unexpected output on stderr:\n{result.stderr}"

@@ -1,6 +1,6 @@
 """Every notebook runs headless through papermill with small parameters, and its results are sane.
 
-The run goes through ``mtkit.notebook_runner`` (the code behind ``make demo``), once for the module, with the
+The run goes through ``mtkit.teach.notebook_runner`` (the code behind ``make demo``), once for the module, with the
 ``small`` profile on the demo data. Each notebook's JSON is checked against bounds that a working notebook
 meets and a broken one does not (e.g. accuracy above the majority baseline). The runner passes
 ``exercise_source="solutions"``, so the notebooks run every worked solution through its check too (and
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mtkit import notebook_runner as nr
-from mtkit.checks import EXERCISES
+from mtkit.exercises.checks import EXERCISES
+from mtkit.teach import notebook_runner as nr
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -90,7 +90,7 @@ def test_matches_plain_handout_formulas_for_1000_steps(config, foreach):
         reference.step(ref_grads)
         reference.params = [p.detach() for p in reference.params]
         for got, want in zip(model.parameters(), reference.params):
-            torch.testing.assert_close(got.detach(), want, atol=1e-6, rtol=0, msg=lambda m: f"step {step}: {m}")
+            torch.testing.assert_close(got.detach(), want, atol=1e-6, rtol=0, msg=lambda m: f"step {step}: {m}")  # noqa: B023 (called at once)
     # the problem really was optimised (the test is not comparing two parameters that never moved)
     assert loss_of(model, x, y).item() < 0.5 * loss_of(make_model(), x, y).item()
 

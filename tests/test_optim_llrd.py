@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from mtkit.bert import BertModel
-from mtkit.config import BertConfig
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
 from mtkit.optim import AdamW, layerwise_lr_groups, make_scheduler
 from mtkit.optim.llrd import uses_weight_decay
 
 
 class TwoHeads(nn.Module):
-    """Shaped like mtkit.multitask.MultitaskModel: one ``encoder`` and a ``heads`` ModuleDict."""
+    """Shaped like mtkit.tasks.multitask.MultitaskModel: one ``encoder`` and a ``heads`` ModuleDict."""
 
     def __init__(self, encoder: BertModel):
         super().__init__()
@@ -229,10 +229,10 @@ def test_head_lr_sets_the_heads_apart_from_the_encoder():
 
 def test_the_trainer_gives_head_lr_to_the_heads_only():
     """The top encoder layer shares the heads' exponent (0): the trainer must not hand it head_lr too."""
-    from mtkit.multitask import build_model
     from mtkit.data.tasks import default_tasks
-    from mtkit.train_config import TrainConfig
-    from mtkit.trainer import build_optimizer
+    from mtkit.tasks.multitask import build_model
+    from mtkit.train.config import TrainConfig
+    from mtkit.train.trainer import build_optimizer
     torch.manual_seed(0)
     config = TrainConfig(encoder="tiny", llrd_decay=0.5, weight_decay=0.01)
     model = build_model(config, default_tasks(), encoder=BertModel(BertConfig.tiny()))

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from mtkit.surgery.pcgrad import (main_aux_mixing, main_aux_pcgrad, pcgrad, pcgrad_weights, visit_orders)
+from mtkit.surgery.pcgrad import main_aux_mixing, main_aux_pcgrad, pcgrad, pcgrad_weights, visit_orders
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +198,7 @@ def test_no_host_synchronisation():
     grads = torch.empty(5, 100, device="meta")
     out = pcgrad(grads, generator=torch.Generator().manual_seed(0))
     assert out.shape == (100,) and out.device.type == "meta"
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (torch raises a different type per version)
         bool(grads[0].sum() < 0)  # the check itself can fail
 
 

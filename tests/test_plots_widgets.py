@@ -11,8 +11,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from mtkit import plots, widgets  # noqa: E402
 from mtkit.surgery import GradientTelemetry  # noqa: E402
+from mtkit.teach import (
+    plots,  # noqa: E402
+    widgets,
+)
 
 TASKS = ["sst", "para", "sts"]
 BLOCKS = ["embeddings.word", "embeddings.other", "layers.0", "layers.1", "pooler"]
@@ -34,7 +37,7 @@ def synthetic_telemetry(seed: int = 0, steps=range(0, 100, 10), flip: float = 0.
     telemetry = GradientTelemetry(TASKS, BLOCKS, meta={"method": "pcgrad"})
     for s in steps:
         grams = []
-        for b, block in enumerate(BLOCKS):
+        for _b, block in enumerate(BLOCKS):
             g = torch.randn(3, 16, generator=gen, dtype=torch.float64)  # (K, D) per-block gradients
             if block.startswith("layers"):
                 g[2] = -g[1] + flip * g[2]  # sts opposes para

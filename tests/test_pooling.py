@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtkit.pooling import POOLING_MODES, Pooling, cls_pool, max_pool, mean_pool, pool
+from mtkit.model.pooling import POOLING_MODES, Pooling, cls_pool, max_pool, mean_pool, pool
 
 
 def _batch():

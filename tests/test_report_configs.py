@@ -14,8 +14,8 @@ import pytest
 
 from mtkit.data import default_task, load_split
 from mtkit.data.demo import demo_data_dir
-from mtkit.train_config import TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.train.config import TrainConfig
+from mtkit.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

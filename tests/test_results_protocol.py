@@ -39,7 +39,7 @@ def test_smoke_protocol_end_to_end(tmp_path, capsys):
     saved = json.loads((tmp_path / "runs" / "smoke" / "results.json").read_text())
     runs = saved["runs"]
     assert [r["seed"] for r in runs["pcgrad"]] == [11711, 1, 2] == [r["seed"] for r in runs["summed"]]
-    for name, config_runs in runs.items():
+    for _name, config_runs in runs.items():
         for r in config_runs:
             assert r["task_batches"] == results.PROTOCOLS["smoke"].task_batches
             assert r["overall"] == pytest.approx(results.overall(r["scores"]))
@@ -167,6 +167,7 @@ def test_the_gpu_protocol_refuses_a_cpu(tmp_path, monkeypatch, capsys):
 def test_the_table_records_the_data_files_hashes_and_how_to_make_them(tmp_path, monkeypatch):
     """The section names each data file's SHA-256 and the fetch + split commands; a change of data reruns."""
     import hashlib
+
     from mtkit.data.demo import write_demo_data
     from mtkit.data.split import split_file
     data = write_demo_data(tmp_path / "demo", seed=0, sizes={"train": 40, "dev": 20, "test": 4})
@@ -211,6 +212,7 @@ def test_a_saved_run_is_matched_by_its_config_and_data_not_by_the_folder_path():
 def test_the_recreate_commands_are_valid_commands():
     """RECREATE_DATA's commands parse with the real parsers (their options exist), and carve as the README says."""
     import shlex
+
     from mtkit.data import fetch, split
     fetch_args = fetch.build_parser().parse_args(shlex.split(results.RECREATE_DATA[0])[3:])
     split_args = split.build_parser().parse_args(shlex.split(results.RECREATE_DATA[1])[3:])

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtkit.checkpoint import CheckpointStore, read_checkpoint
-from mtkit.history import History
+from mtkit.train.checkpoint import CheckpointStore, read_checkpoint
+from mtkit.train.history import History
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,8 +27,8 @@ RUN = textwrap.dedent("""
     import os, signal, sys, json
     import torch
     torch.set_num_threads(1)
-    from mtkit.train_config import TrainConfig
-    from mtkit.trainer import Trainer
+    from mtkit.train.config import TrainConfig
+    from mtkit.train.trainer import Trainer
     data_dir, out, mode, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     config = TrainConfig(**json.loads(sys.argv[5]), data_dir=data_dir, output_dir=out)
     def killer(event, record, trainer):
@@ -106,8 +106,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(demo, tmp_path):
 
 
 def test_resume_of_a_finished_run_does_nothing_and_changed_config_is_refused(demo, tmp_path):
-    from mtkit.train_config import TrainConfig
-    from mtkit.trainer import Trainer
+    from mtkit.train.config import TrainConfig
+    from mtkit.train.trainer import Trainer
     config = TrainConfig(**{**CONFIG, "epochs": 1, "surgery": "none", "schedule": "sequential",
                             "schedule_options": {}}, data_dir=str(demo), output_dir=str(tmp_path / "run"))
     first = Trainer(config, verbose=False).fit()
@@ -127,8 +127,8 @@ DAMAGE_CONFIG = {**CONFIG, "epochs": 1, "surgery": "none", "schedule": "sequenti
 @pytest.fixture(scope="module")
 def stopped_run(demo, tmp_path_factory):
     """A run stopped by max_steps at step 4, with the checkpoints of steps 2 and 4 kept."""
-    from mtkit.train_config import TrainConfig
-    from mtkit.trainer import Trainer
+    from mtkit.train.config import TrainConfig
+    from mtkit.train.trainer import Trainer
     out = tmp_path_factory.mktemp("stopped") / "run"
     config = TrainConfig(**DAMAGE_CONFIG, data_dir=str(demo), output_dir=str(out))
     Trainer(config, verbose=False).fit()
@@ -179,7 +179,8 @@ def test_a_damaged_checkpoint_is_reported_and_the_fallback_named(stopped_run, tm
     """--resume falls back to an earlier checkpoint, and says which one it rejected, why, and which one it uses."""
     import re
     import shutil
-    from mtkit.trainer import Trainer
+
+    from mtkit.train.trainer import Trainer
     config, out = stopped_run
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
@@ -200,8 +201,9 @@ def test_a_damaged_checkpoint_is_reported_and_the_fallback_named(stopped_run, tm
 
 def test_every_checkpoint_damaged_is_an_error_naming_each(stopped_run, tmp_path):
     import shutil
-    from mtkit.checkpoint import CheckpointError
-    from mtkit.trainer import Trainer
+
+    from mtkit.train.checkpoint import CheckpointError
+    from mtkit.train.trainer import Trainer
     config, out = stopped_run
     copy = tmp_path / "run"
     shutil.copytree(out, copy)

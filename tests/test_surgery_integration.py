@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit.bert import BertModel
-from mtkit.config import BertConfig
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
 from mtkit.surgery import GradientSurgery, main_aux_pcgrad, pcgrad
 
 TASKS = ["sst", "para", "sts"]

@@ -8,9 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from mtkit.task_schedules import (SCHEDULES, DynamicSchedule, EqualSchedule, ProportionalSchedule, RoundRobinSchedule,
-                                  SequentialSchedule, SqrtSchedule, TaskWeights, TemperatureSchedule, count_batches,
-                                  main_aux, make_task_schedule)
+from mtkit.train.schedules import (
+    SCHEDULES,
+    DynamicSchedule,
+    EqualSchedule,
+    ProportionalSchedule,
+    RoundRobinSchedule,
+    SequentialSchedule,
+    SqrtSchedule,
+    TaskWeights,
+    TemperatureSchedule,
+    count_batches,
+    main_aux,
+    make_task_schedule,
+)
 
 SIZES = {"sst": 3, "para": 5, "sts": 2}
 

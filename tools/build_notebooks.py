@@ -28,7 +28,7 @@ notebook in the environment the tests use (notebooks/conftest.py: inline figures
 written in exercises/).
 Cell ids are stable (the cell's position), and no timing metadata is stored, so a rebuild only changes what
 really changed. Each notebook stores a fingerprint of the outputs written (``metadata.mtkit.outputs_sha256``,
-``mtkit.notebook_outputs``): nbval skips a notebook a learner has run and saved (outside CI), and ``--check``
+``mtkit.teach.notebook_outputs``): nbval skips a notebook a learner has run and saved (outside CI), and ``--check``
 reports a committed notebook whose outputs no longer match. The committed .ipynb files are the product; edit
 the sources here and rebuild.
 """
@@ -112,7 +112,7 @@ def build(source: Path) -> nbformat.NotebookNode:
 def execute(nb: nbformat.NotebookNode, timeout: int = 900) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
 
-    from mtkit.notebook_runner import kernel_environment
+    from mtkit.teach.notebook_runner import kernel_environment
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(kernel_environment(exercise_source="solutions"))
@@ -148,7 +148,7 @@ def differences(source: Path) -> list[str]:
             break
     if any(c.cell_type == "code" and c.execution_count is None for c in committed.cells):
         problems.append(f"{target.name}: not executed (run --execute so nbval has outputs to compare)")
-    from mtkit.notebook_outputs import outputs_fingerprint, stored_fingerprint
+    from mtkit.teach.notebook_outputs import outputs_fingerprint, stored_fingerprint
     stored = stored_fingerprint(committed)
     if stored is not None and stored != outputs_fingerprint(committed):
         problems.append(f"{target.name}: its outputs differ from the ones the build stored (saved from a notebook "
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
             nb = execute(nb)
             print(f"{source.stem}: executed in {time.perf_counter() - start:.1f} s")
         target = TARGET / f"{source.stem}.ipynb"
-        from mtkit.notebook_outputs import stamp
+        from mtkit.teach.notebook_outputs import stamp
         stamp(nb)
         nbformat.write(nb, str(target))
         print(f"wrote {target.relative_to(REPO)}")

@@ -7,8 +7,17 @@ the demo set) -> ``load_split(spec, folder, split)`` reads one file into example
 Taught in notebooks/01_setup_and_data.ipynb.
 """
 from mtkit.data.batching import BucketBatchSampler, Collator, EncodedDataset, make_loader, padding_stats
-from mtkit.data.readers import (DataFormatError, LoadReport, PairExample, Rejection, SentenceExample,
-                                load_examples, read_pairs, read_sentences, to_dataframe)
+from mtkit.data.readers import (
+    DataFormatError,
+    LoadReport,
+    PairExample,
+    Rejection,
+    SentenceExample,
+    load_examples,
+    read_pairs,
+    read_sentences,
+    to_dataframe,
+)
 from mtkit.data.tasks import TaskSpec, default_task, default_tasks, load_split, tasks_from_config
 
 __all__ = ["BucketBatchSampler", "Collator", "DataFormatError", "DataSource", "EncodedDataset", "FetchError",

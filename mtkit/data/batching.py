@@ -21,7 +21,7 @@ Taught in notebooks/01_setup_and_data.ipynb (bucketing) and 06_sentence_bert.ipy
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler

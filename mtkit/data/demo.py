@@ -28,6 +28,7 @@ Taught in notebooks/01_setup_and_data.ipynb.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -196,7 +197,7 @@ def generate_demo(seed: int = 0, sizes: dict[str, int] | None = None) -> dict[st
         if split not in DEFAULT_SIZES or not isinstance(n, int) or n < 1:
             raise ValueError(f"sizes must map train/dev/test to positive whole numbers (got {sizes}).")
     out: dict[str, dict[str, list[tuple]]] = {}
-    for task_index, task in enumerate(("sst", "para", "sts")):
+    for _task_index, task in enumerate(("sst", "para", "sts")):
         rng = random.Random(f"mtkit-demo-{DEMO_VERSION}-{seed}-{task}")
         used_ids: set[str] = set()
         seen: set = set()
@@ -328,7 +329,6 @@ def demo_data_dir(cache: str | Path | None = None, seed: int = 0, sizes: dict[st
 
 def cli(argv=None) -> int:
     """``mtkit demo-data --dest DIR [--seed N]`` / ``python -m mtkit.data.demo``: write the demo set."""
-    import argparse
     parser = argparse.ArgumentParser(prog="mtkit demo-data",
                                      description="Write mtkit's synthetic demo set in the CS224N file formats.")
     parser.add_argument("--dest", default=None, help="folder to write into (default: the cache, reused)")

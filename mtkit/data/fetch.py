@@ -30,14 +30,13 @@ import argparse
 import hashlib
 import http.client
 import os
-import socket
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/HEAD/data/"
 DEFAULT_FILES = [
@@ -128,7 +127,7 @@ def _download_one(url: str, part: Path, total_hint: int | None, progress: bool, 
 
     Raises ``_Interrupted`` when the connection drops (the .part keeps what arrived), urllib errors otherwise.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # imported here: tqdm is needed only when a progress bar is shown
 
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "mtkit-data-fetch"})
@@ -166,7 +165,7 @@ def _download_one(url: str, part: Path, total_hint: int | None, progress: bool, 
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-            except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as err:
+            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as err:
                 out.flush()
                 raise _Interrupted(f"{type(err).__name__}: {err}") from None
         if expected_here is not None and received < expected_here:
@@ -186,7 +185,7 @@ def _download_with_retries(url: str, part: Path, size: int | None, progress: boo
                            retries: int) -> bool:
     """Download, resuming after dropped connections up to ``retries`` times. Returns True if any resume."""
     resumed = False
-    for attempt in range(retries + 1):
+    for _attempt in range(retries + 1):
         try:
             return _download_one(url, part, size, progress, timeout, name) or resumed
         except _Interrupted as err:
@@ -245,7 +244,7 @@ def fetch(dest: str | Path, base_url: str = DEFAULT_BASE_URL, files: Sequence[st
             continue
         except urllib.error.URLError as err:
             raise FetchError(_offline_message(url, err.reason, dest, names)) from None
-        except (socket.timeout, TimeoutError, ConnectionError) as err:
+        except (TimeoutError, ConnectionError) as err:
             raise FetchError(_offline_message(url, err, dest, names)) from None
         got = sha256_of(part)
         if sha is not None and got != sha:

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from mtkit.data.demo import demo_data_dir, read_demo_info
 from mtkit.data.tasks import TaskSpec, default_tasks

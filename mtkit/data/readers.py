@@ -41,9 +41,10 @@ import csv
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 logger = logging.getLogger("mtkit.data")
 
@@ -522,6 +523,5 @@ def read_pairs(path: str | Path, kind: str = "pair_classification", **kwargs):
 
 def to_dataframe(examples: Sequence[SentenceExample | PairExample]):
     """The examples as a pandas DataFrame (one row each), for looking at the data in a notebook."""
-    import pandas as pd
-    from dataclasses import asdict
+    import pandas as pd  # imported here: pandas is heavy and only this function needs it
     return pd.DataFrame([asdict(ex) for ex in examples])

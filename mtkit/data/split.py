@@ -40,9 +40,9 @@ import re
 import shlex
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from mtkit.data.readers import DataFormatError, _decode, read_records
 

@@ -120,7 +120,7 @@ class TaskSpec:
 
     # ------------------------------------------------------------------ config
     @classmethod
-    def from_dict(cls, values: dict) -> "TaskSpec":
+    def from_dict(cls, values: dict) -> TaskSpec:
         """A spec from a config mapping (YAML); ``train``/``dev``/``test`` may stand for ``*_file``.
 
         Unknown keys and invalid values raise ValueError naming them.

@@ -19,16 +19,23 @@ training set (``RidgeCV``). The grids reach well past the values chosen on the C
 never cut off at a grid edge. With the default encoder on the CS224N files (max length 64, seed 11711) the SST
 probe reaches 0.409 (C = 0.0316, standardised), where a fixed C = 1 on standardised raw vectors gave 0.386.
 
-Every function takes any ``mtkit.bert.BertModel`` and ``mtkit.tokenizer.Tokenizer``; ``frozen_baselines`` runs
+Every function takes any ``mtkit.model.bert.BertModel`` and ``mtkit.model.tokenizer.Tokenizer``; ``frozen_baselines`` runs
 them all on the tasks of a data folder. Used by ``bench/results.py`` (configuration 1 of the results protocol).
 """
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
+
+from mtkit.data.tasks import default_task, load_split
+from mtkit.eval.metrics import pearson
+from mtkit.model.bert import BertModel
+from mtkit.model.pooling import pool
+from mtkit.model.tokenizer import Tokenizer
 
 __all__ = ["embed_sentences", "pair_cosines", "best_threshold", "pair_features", "l2_normalize", "ProbeResult",
            "linear_probe", "linear_probe_accuracy", "ridge_probe_pearson", "frozen_baselines", "PROBE_CS",
@@ -48,7 +55,6 @@ def embed_sentences(encoder, tokenizer, sentences: Sequence[str], *, pooling: st
     """Pooled vectors (N, H) of ``sentences``, in float32, in the order given.
 
     Sentences are encoded in batches of similar length (sorted), so little of the work is padding."""
-    from mtkit.pooling import pool
     encoder.eval()
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out = np.zeros((len(sentences), encoder.config.hidden_size), dtype=np.float32)
@@ -118,9 +124,13 @@ class ProbeResult:
 
 
 def _logistic(C: float, standardize: bool, seed: int):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import (
+        LogisticRegression,  # imported here: scikit-learn is heavy and only this function needs it
+    )
+    from sklearn.pipeline import make_pipeline  # imported here: scikit-learn is heavy and only this function needs it
+    from sklearn.preprocessing import (
+        StandardScaler,  # imported here: scikit-learn is heavy and only this function needs it
+    )
     steps = [StandardScaler()] if standardize else []
     return make_pipeline(*steps, LogisticRegression(C=C, max_iter=5000, random_state=seed))
 
@@ -137,7 +147,9 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_
     for that last score only. The features are used as given: ``frozen_baselines`` passes L2-normalised
     sentence vectors (or pair features built from them).
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import (
+        train_test_split,  # imported here: scikit-learn is heavy and only this function needs it
+    )
     x_train, x_dev = np.asarray(x_train), np.asarray(x_dev)
     y_train, y_dev = np.asarray(y_train).astype(int), np.asarray(y_dev).astype(int)
     if not 0.0 < holdout < 1.0:
@@ -168,11 +180,12 @@ def ridge_probe_pearson(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndar
                         alphas: Sequence[float] = RIDGE_ALPHAS, return_alpha: bool = False):
     """Dev Pearson of a ridge regression on standardised frozen features, its alpha chosen on the training set by
     efficient leave-one-out (``RidgeCV``; dev is not seen). ``return_alpha``: return (pearson, alpha)."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import RidgeCV  # imported here: scikit-learn is heavy and only this function needs it
+    from sklearn.pipeline import make_pipeline  # imported here: scikit-learn is heavy and only this function needs it
+    from sklearn.preprocessing import (
+        StandardScaler,  # imported here: scikit-learn is heavy and only this function needs it
+    )
 
-    from mtkit.metrics import pearson
     probe = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
     probe.fit(x_train, np.asarray(y_train, dtype=np.float64))
     score = pearson(probe.predict(x_dev), np.asarray(y_dev, dtype=np.float64))
@@ -191,12 +204,7 @@ def frozen_baselines(data_dir, *, encoder=None, tasks: Sequence[str] = ("sst", "
     random subset of each training set. The probes see mean-pooled, L2-normalised vectors (``PROBE_DESCRIPTION``);
     the zero-shot cosine is the same with or without the normalisation.
     """
-    import random
 
-    from mtkit.bert import BertModel
-    from mtkit.data.tasks import default_task, load_split
-    from mtkit.metrics import pearson
-    from mtkit.tokenizer import Tokenizer
     model = BertModel.from_pretrained(encoder).to(device)
     tokenizer = Tokenizer.from_pretrained(encoder)
     results: dict[str, dict[str, float]] = {}

@@ -22,13 +22,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-logger = logging.getLogger("mtkit.metrics")
+from mtkit.data.readers import load_examples
+from mtkit.data.tasks import TaskSpec, default_task
+
+logger = logging.getLogger("mtkit.eval.metrics")
 
 # Header of the prediction file per kind of task (CS224N starter spelling, "Similiary" included).
 PREDICTION_HEADERS = {
@@ -73,7 +76,7 @@ def accuracy(preds, labels) -> float:
 
 def macro_f1(preds, labels, num_labels: int | None = None) -> float:
     """F1 averaged over classes with equal weight (classes absent from both score 0, as scikit-learn does)."""
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # imported here: scikit-learn is heavy and only this function needs it
     p, y = _pair(preds, labels)
     classes = None if num_labels is None else list(range(num_labels))
     return float(f1_score(y, p, average="macro", labels=classes, zero_division=0))
@@ -81,7 +84,7 @@ def macro_f1(preds, labels, num_labels: int | None = None) -> float:
 
 def pearson(preds, labels) -> float:
     """Pearson's r; 0.0 when either side is constant (the correlation is undefined there)."""
-    from scipy.stats import pearsonr
+    from scipy.stats import pearsonr  # imported here: scipy is heavy and only this function needs it
     p, y = _pair(preds, labels)
     p, y = p.astype(np.float64), y.astype(np.float64)
     if len(p) < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
@@ -91,7 +94,7 @@ def pearson(preds, labels) -> float:
 
 def spearman(preds, labels) -> float:
     """Spearman's rank correlation; 0.0 when either side is constant."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # imported here: scipy is heavy and only this function needs it
     p, y = _pair(preds, labels)
     if len(p) < 2 or np.ptp(p.astype(np.float64)) == 0 or np.ptp(y.astype(np.float64)) == 0:
         return 0.0
@@ -100,7 +103,9 @@ def spearman(preds, labels) -> float:
 
 def confusion_matrix(preds, labels, num_labels: int | None = None) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class (scikit-learn's convention), classes 0..K-1."""
-    from sklearn.metrics import confusion_matrix as sk_confusion
+    from sklearn.metrics import (
+        confusion_matrix as sk_confusion,  # imported here: scikit-learn is heavy and only this function needs it
+    )
     p, y = _pair(preds, labels)
     k = num_labels if num_labels is not None else int(max(p.max(), y.max())) + 1
     return sk_confusion(y, p, labels=list(range(k)))
@@ -254,8 +259,6 @@ def evaluate_file(pred_path: str | Path, labeled_path: str | Path, task, require
     ``task``: a TaskSpec or "sst" / "para" / "sts". Missing and extra ids are listed in the result (and
     logged); ``require_all=True`` makes any missing or extra id an error instead.
     """
-    from mtkit.data.readers import load_examples
-    from mtkit.data.tasks import TaskSpec, default_task
     spec = task if isinstance(task, TaskSpec) else default_task(task)
     examples, _ = load_examples(labeled_path, spec.kind, columns=spec.columns, labeled=True,
                                 num_labels=spec.num_labels, labels=spec.labels, label_range=spec.label_range,

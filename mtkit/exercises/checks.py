@@ -15,10 +15,10 @@ The helpers of CS231n's assignments are here too: :func:`rel_error` and a numeri
 exercise file              function                            check (reference)
 =========================  ==================================  ===========================================
 attention.py               ``attention(q, k, v, mask)``        ``check_attention`` (torch SDPA)
-transformer_layer.py       ``layer_forward(layer, x, mask)``   ``check_layer_forward`` (mtkit.bert.BertLayer)
+transformer_layer.py       ``layer_forward(layer, x, mask)``   ``check_layer_forward`` (mtkit.model.bert.BertLayer)
 adamw.py                   ``adamw_step(p, g, m, v, t, ...)``  ``check_adamw_step`` (mtkit.optim.adamw)
-mean_pooling.py            ``mean_pool(h, mask)``              ``check_mean_pool`` (mtkit.pooling)
-pair_features.py           ``pair_features(u, v)``             ``check_pair_features`` (mtkit.heads)
+mean_pooling.py            ``mean_pool(h, mask)``              ``check_mean_pool`` (mtkit.model.pooling)
+pair_features.py           ``pair_features(u, v)``             ``check_pair_features`` (mtkit.tasks.heads)
 llrd.py                    ``llrd_param_groups(model, ...)``   ``check_llrd_groups`` (mtkit.optim.llrd)
 pcgrad.py                  ``project_conflicting(g_i, g_j)``   ``check_pcgrad_projection`` (mtkit.surgery)
 pcgrad.py                  ``pcgrad(grads, orders)``           ``check_pcgrad`` (mtkit.surgery)
@@ -50,7 +50,23 @@ from typing import Callable
 
 import torch
 
-from mtkit.exercises import SOURCE_ENV
+from mtkit.exercises.sources import SOURCE_ENV
+from pathlib import Path
+from mtkit.util.paths import find_root
+from mtkit.model.bert import BertLayer
+from mtkit.model.bert_config import BertConfig
+from mtkit.model.bert import _Mask
+from mtkit.optim.adamw import adamw_loop
+from mtkit.model.pooling import mean_pool as reference
+from mtkit.tasks.heads import PairFeatures
+from mtkit.model.bert import depth_of
+from mtkit.optim import layerwise_lr_groups
+from mtkit.surgery.pcgrad import gram_matrix, pcgrad_weights
+from mtkit.surgery.pcgrad import gram_matrix
+from mtkit.exercises.sources import load_module
+from mtkit.model.bert import BertModel
+from mtkit.exercises.sources import resolve_source
+from mtkit.exercises.sources import source_folder
 
 __all__ = ["CheckFailure", "CheckResult", "NotWrittenYet", "Outcome", "Workbook", "rel_error", "numerical_gradient",
            "gradient_check",
@@ -161,10 +177,8 @@ def _describe(x) -> str:
 
 def _short_path(filename: str) -> str:
     """A repository file as ``exercises/attention.py``; anything else unchanged."""
-    from pathlib import Path
     path = Path(filename)
     try:
-        from mtkit.exercises import find_root
         return path.resolve().relative_to(find_root()).as_posix()
     except (ValueError, FileNotFoundError, OSError):
         return filename
@@ -368,8 +382,6 @@ def check_attention(attention: Callable) -> CheckResult:
 
 # ---------------------------------------------------------------------------------------------- transformer layer
 def _tiny_layer(seed: int, dtype=torch.float32):
-    from mtkit.bert import BertLayer
-    from mtkit.config import BertConfig
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=32)
@@ -383,14 +395,12 @@ def _tiny_layer(seed: int, dtype=torch.float32):
 
 
 def _reference_layer(layer, x, mask):
-    from mtkit.bert import _Mask
     with torch.no_grad():
         return layer(x, _Mask(mask), kind="explicit")[0]  # (B, T, H)
 
 
 def _layer_mistakes(layer, x, mask) -> dict[str, tuple[torch.Tensor, str]]:
-    import torch.nn.functional as F
-    from mtkit.bert import _Mask
+    import torch.nn.functional as F  # imported here: torch is heavy; this module works without it until here
     att = layer.attention
 
     def forward(gelu=F.gelu, residual=True, pre_ln=False, scale=True):
@@ -429,7 +439,7 @@ def _layer_mistakes(layer, x, mask) -> dict[str, tuple[torch.Tensor, str]]:
 
 
 def check_layer_forward(layer_forward: Callable) -> CheckResult:
-    """Check ``layer_forward(layer, x, attention_mask) -> (B, T, H)`` against ``mtkit.bert.BertLayer``."""
+    """Check ``layer_forward(layer, x, attention_mask) -> (B, T, H)`` against ``mtkit.model.bert.BertLayer``."""
     run = _Runner("check_layer_forward", layer_forward)
     cases = [
         ("one sentence, no mask (None)", (1, 5), None, torch.float32),
@@ -475,7 +485,6 @@ def check_layer_forward(layer_forward: Callable) -> CheckResult:
     weights = _randn(2, 4, 32, seed=251, dtype=torch.float64)[real]  # (N, H): a random direction on real tokens
     run.start("gradients: autograd through your layer vs through the reference, to x and every weight (float64)",
               _shapes(x=x, attention_mask=mask))
-    from mtkit.bert import _Mask
     wrt = [("x", None)] + list(layer.named_parameters())
     x_ref = x.clone().requires_grad_(True)
     expected = torch.autograd.grad((layer(x_ref, _Mask(mask), kind="explicit")[0][real] * weights).sum(),
@@ -500,7 +509,6 @@ def check_layer_forward(layer_forward: Callable) -> CheckResult:
 
 # ---------------------------------------------------------------------------------------------- AdamW
 def _reference_adamw(p, g, m, v, t, **hyper):
-    from mtkit.optim.adamw import adamw_loop
     adamw_loop([p], [g], [m], [v], [t], **hyper)
 
 
@@ -625,8 +633,7 @@ def _check_small_decay(run: _Runner) -> None:
 
 # ---------------------------------------------------------------------------------------------- pooling
 def check_mean_pool(mean_pool: Callable) -> CheckResult:
-    """Check ``mean_pool(last_hidden_state, attention_mask) -> (B, H)`` against ``mtkit.pooling.mean_pool``."""
-    from mtkit.pooling import mean_pool as reference
+    """Check ``mean_pool(last_hidden_state, attention_mask) -> (B, H)`` against ``mtkit.model.pooling.mean_pool``."""
     run = _Runner("check_mean_pool", mean_pool)
     cases = [
         ("no padding (mask of ones)", (2, 4, 6), [[1] * 4, [1] * 4], torch.long, torch.float32),
@@ -687,8 +694,7 @@ def check_mean_pool(mean_pool: Callable) -> CheckResult:
 
 
 def check_pair_features(pair_features: Callable) -> CheckResult:
-    """Check ``pair_features(u, v) -> [u; v; |u - v|]`` against ``mtkit.heads.PairFeatures``."""
-    from mtkit.heads import PairFeatures
+    """Check ``pair_features(u, v) -> [u; v; |u - v|]`` against ``mtkit.tasks.heads.PairFeatures``."""
     reference = PairFeatures(("u", "v", "|u-v|"))
     run = _Runner("check_pair_features", pair_features)
     cases = [("a batch of 2 pairs, H = 4", (2, 4), torch.float32),
@@ -719,8 +725,6 @@ class _TinyMultitask(torch.nn.Module):
 
     def __init__(self, num_layers: int = 3, extra: bool = False):
         super().__init__()
-        from mtkit.bert import BertModel
-        from mtkit.config import BertConfig
         torch.manual_seed(0)
         config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=num_layers, num_attention_heads=2,
                             intermediate_size=32, max_position_embeddings=16)
@@ -755,16 +759,16 @@ def _llrd_mistakes(lr: float, decay: float, num_layers: int) -> list[tuple[str, 
          rule(L, lambda i: L - i, 1),
          "the top layer keeps the base lr, as in Sun et al. 2019 (eta^(k-1) = xi * eta^k, the top layer at eta) "
          "and report D (the i-th layer from the top at lr * xi^(i-1)): layers.i gets lr * decay ** (L - 1 - i), "
-         "the embeddings lr * decay ** L. mtkit.bert.depth_of(name, num_layers) gives that exponent."),
+         "the embeddings lr * decay ** L. mtkit.model.bert.depth_of(name, num_layers) gives that exponent."),
         ("every encoder block one step too deep (top layer at lr * decay, embeddings at lr * decay ** (L + 1))",
          rule(L + 1, lambda i: L - i, 1),
          "count from 0 at the top layer: report D's i-th layer from the top gets lr * xi^(i-1), so the top layer "
          "(i = 1) keeps lr; the embeddings sit one step below the bottom layer, at lr * decay ** L. "
-         "mtkit.bert.depth_of(name, num_layers) gives the exponent."),
+         "mtkit.model.bert.depth_of(name, num_layers) gives the exponent."),
         ("the embeddings at the bottom layer's lr (lr * decay ** (L - 1)) instead of one step below it",
          rule(L - 1, lambda i: L - 1 - i, 0),
          "the embeddings are a block of their own under the bottom layer: lr * decay ** L "
-         "(mtkit.bert.depth_of gives num_layers for every embeddings.* parameter)."),
+         "(mtkit.model.bert.depth_of gives num_layers for every embeddings.* parameter)."),
         ("depth counted from the bottom (the embeddings at lr, the top layer at lr * decay ** L)",
          rule(0, lambda i: i + 1, L),
          "the decay grows going down, away from the heads: the top layer gets lr, the embeddings the smallest lr, "
@@ -775,8 +779,6 @@ def _llrd_mistakes(lr: float, decay: float, num_layers: int) -> list[tuple[str, 
 def check_llrd_groups(llrd_param_groups: Callable) -> CheckResult:
     """Check ``llrd_param_groups(model, lr, decay, weight_decay) -> list of groups`` against
     ``mtkit.optim.layerwise_lr_groups`` (each parameter's lr and weight decay, and exactly-once placement)."""
-    from mtkit.bert import depth_of
-    from mtkit.optim import layerwise_lr_groups
     run = _Runner("check_llrd_groups", llrd_param_groups)
     cases = [
         ("3 layers, lr 1e-3, decay 0.9, weight decay 0.01", dict(num_layers=3), dict(lr=1e-3, decay=0.9,
@@ -875,7 +877,6 @@ def check_llrd_groups(llrd_param_groups: Callable) -> CheckResult:
 # ---------------------------------------------------------------------------------------------- PCGrad
 def _reference_pcgrad_rows(grads: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
     """(K, P) projected gradients g_i^PC from mtkit.surgery's Gram-matrix formulation."""
-    from mtkit.surgery.pcgrad import gram_matrix, pcgrad_weights
     weights = pcgrad_weights(gram_matrix(grads.double()), orders)  # (K, K)
     return (weights @ grads.double()).to(grads.dtype)  # (K, P)
 
@@ -974,7 +975,6 @@ def check_pcgrad(pcgrad: Callable) -> CheckResult:
 
 def check_gradient_cosine(gradient_cosine: Callable) -> CheckResult:
     """Check ``gradient_cosine(grads_i, grads_j) -> float`` against ``mtkit.surgery``'s Gram matrix."""
-    from mtkit.surgery.pcgrad import gram_matrix
     run = _Runner("check_gradient_cosine", gradient_cosine)
     shapes = [(4, 3), (3,), (2, 2, 2)]
     base = [_randn(*s, seed=900 + i) for i, s in enumerate(shapes)]
@@ -1034,7 +1034,6 @@ def check_exercise(name: str, source: str = "solutions", root=None) -> list[Chec
     ``source="solutions"`` checks the worked answers, ``source="exercises"`` your own. The first function
     still left as a stub raises ``NotImplementedError`` naming it.
     """
-    from mtkit.exercises import load_module
     if name not in EXERCISES:
         raise KeyError(f"no exercise {name!r}; the exercises are {sorted(EXERCISES)}.")
     module = load_module(name, source=source, root=root)
@@ -1111,7 +1110,6 @@ class Workbook:
     """
 
     def __init__(self, source: str | None = None, root=None, fallback: str = "solutions", verbose: bool = True):
-        from mtkit.exercises import resolve_source
         self.source = resolve_source(source)
         self.from_environment = source is None and bool(os.environ.get(SOURCE_ENV))
         self.root = root
@@ -1121,7 +1119,6 @@ class Workbook:
 
     # ------------------------------------------------------------------------------------------------ checking
     def _file(self, exercise: str, source: str) -> str:
-        from mtkit.exercises import source_folder
         try:
             return _short_path(str(source_folder(source, self.root) / f"{exercise}.py"))
         except FileNotFoundError:
@@ -1144,7 +1141,6 @@ class Workbook:
             source: str | None = None) -> tuple[Outcome, Callable | None]:
         """Check one function of ``source`` (default: this workbook's) without printing or recording; returns
         the outcome and the function that was checked (None when it could not be loaded)."""
-        from mtkit.exercises import load_module
         function = self._function_name(exercise, function)
         source = self.source if source is None else source
         check = dict(EXERCISES[exercise])[function]

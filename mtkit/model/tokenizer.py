@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from tokenizers import Tokenizer as _RustTokenizer
@@ -25,6 +25,8 @@ from tokenizers.models import WordPiece
 from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
 from tokenizers.processors import TemplateProcessing
+
+from mtkit.model.pretrained import resolve_dir
 
 PADDING_CHOICES = ("longest", "max_length", False)
 
@@ -80,10 +82,9 @@ class Tokenizer:
 
     # ----- construction -----------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None) -> "Tokenizer":
+    def from_pretrained(cls, path: str | Path | None = None) -> Tokenizer:
         """The tokenizer of a Hugging Face BERT folder (``vocab.txt``, and ``tokenizer_config.json`` when present
         for lower-casing and the length limit); ``None`` is the default encoder's folder."""
-        from mtkit.weights import resolve_dir
 
         model_dir = resolve_dir(path)
         options: dict = {}

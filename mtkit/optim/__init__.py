@@ -6,8 +6,14 @@
 * ``finetune.py``: the fine-tune modes ``full-model``, ``last-linear-layer`` and ``two-stage``.
 """
 from mtkit.optim.adamw import AdamW
-from mtkit.optim.finetune import (FINETUNE_MODES, Stage, TwoStagePlan, apply_finetune_mode, check_finetune_mode,
-                                  start_stage_two)
+from mtkit.optim.finetune import (
+                                  FINETUNE_MODES,
+                                  Stage,
+                                  TwoStagePlan,
+                                  apply_finetune_mode,
+                                  check_finetune_mode,
+                                  start_stage_two,
+)
 from mtkit.optim.llrd import LayerwiseGroups, layerwise_lr_groups, uses_weight_decay
 from mtkit.optim.schedules import SCHEDULES, constant_schedule, cosine_schedule, linear_schedule, make_scheduler
 

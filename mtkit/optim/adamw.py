@@ -29,8 +29,8 @@ Taught in notebooks/04_adamw.ipynb.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Callable, Iterable
 
 import torch
 from torch import Tensor

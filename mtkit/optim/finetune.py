@@ -16,11 +16,13 @@ Taught in notebooks/05_sentiment_finetuning.ipynb.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 from torch.optim import Optimizer
+
+from mtkit.optim.adamw import AdamW
 
 __all__ = ["FINETUNE_MODES", "Stage", "TwoStagePlan", "apply_finetune_mode", "check_finetune_mode",
            "start_stage_two"]
@@ -126,7 +128,6 @@ def start_stage_two(model: nn.Module, plan: TwoStagePlan,
     """
     apply_finetune_mode(model, "full-model", encoder_attr)
     if make_optimizer is None:
-        from mtkit.optim.adamw import AdamW
 
         return AdamW([p for p in model.parameters() if p.requires_grad], lr=plan.full_lr)
     return make_optimizer(model, plan.full_lr)

@@ -5,7 +5,7 @@ Howard & Ruder 2018, "Universal Language Model Fine-tuning for Text Classificati
 discriminative fine-tuning; Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?"
 (arXiv 1905.05583, section 5.3.4) apply it to BERT with eta^(k-1) = xi * eta^k, the top layer L at the base lr
 eta^L, and report xi = 0.95 as a good setting; report D uses the same rule (the i-th layer from the top at
-lr * xi^(i-1), heads at lr). Depth counts from the top (``mtkit.bert.depth_of``), lr = lr * decay ** depth::
+lr * xi^(i-1), heads at lr). Depth counts from the top (``mtkit.model.bert.depth_of``), lr = lr * decay ** depth::
 
     task heads                      lr (or head_lr)
     top encoder layer and pooler    depth 0       lr
@@ -13,7 +13,7 @@ lr * xi^(i-1), heads at lr). Depth counts from the top (``mtkit.bert.depth_of``)
     embeddings                      depth L       lr * decay ** L
 
 A common off-by-one starts the decay at the top layer (top layer at lr * decay, every layer one factor too
-low); both papers start it one layer below the top, and ``mtkit.checks.check_llrd_groups`` names that mistake.
+low); both papers start it one layer below the top, and ``mtkit.exercises.checks.check_llrd_groups`` names that mistake.
 
 Biases and LayerNorm weights get no weight decay. Two mistakes that are silent elsewhere are errors here: a
 parameter whose name is not recognised (some libraries quietly give it the top lr), and a parameter that would
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from mtkit.bert import block_of, depth_of
+from mtkit.model.bert import block_of, depth_of
 
 __all__ = ["LayerwiseGroups", "layerwise_lr_groups", "uses_weight_decay"]
 
@@ -66,7 +66,7 @@ class LayerwiseGroups:
 
     def table(self):
         """One row per group: name pattern, which parameters, depth, lr multiplier, lr, weight decay, counts."""
-        import pandas as pd
+        import pandas as pd  # imported here: pandas is heavy and only this function needs it
 
         rows = [{
             "name pattern": g["name"].removesuffix(_NO_DECAY),

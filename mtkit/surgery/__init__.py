@@ -30,8 +30,17 @@ from dataclasses import dataclass, field
 import torch
 
 from mtkit.surgery.buffers import FlatGradBuffers
-from mtkit.surgery.pcgrad import (DEFAULT_EPS, REDUCTIONS, PCGradResult, gram_matrix, main_aux_mixing,
-                                  main_aux_pcgrad, pcgrad, pcgrad_weights, visit_orders)
+from mtkit.surgery.pcgrad import (
+    DEFAULT_EPS,
+    REDUCTIONS,
+    PCGradResult,
+    gram_matrix,
+    main_aux_mixing,
+    main_aux_pcgrad,
+    pcgrad,
+    pcgrad_weights,
+    visit_orders,
+)
 from mtkit.surgery.telemetry import GradientTelemetry
 
 __all__ = ["GradientSurgery", "SurgeryInfo", "GradientTelemetry", "FlatGradBuffers", "PCGradResult", "pcgrad",
@@ -80,7 +89,7 @@ class GradientSurgery:
     when None). ``generator``: the source of PCGrad's random visiting orders; without one, a private
     generator seeded from ``torch.initial_seed()`` is used, so surgery never shifts the global random stream
     (dropout masks stay those of the run without surgery). ``block_fn(name, num_layers)`` groups parameters
-    for telemetry (default ``mtkit.bert.block_of``).
+    for telemetry (default ``mtkit.model.bert.block_of``).
 
     Precision: the buffers are float32 whatever the parameters (bf16 autocast needs no loss scaler). With
     fp16 and a ``GradScaler`` the captured gradients would be scaled: PCGrad's projections do not change under

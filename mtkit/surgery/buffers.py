@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from mtkit.model.bert import block_of
 from mtkit.surgery.pcgrad import gram_matrix
 
 __all__ = ["FlatGradBuffers", "strip_encoder_prefix", "infer_num_layers", "canonical_block_order"]
@@ -70,7 +71,6 @@ def canonical_block_order(blocks: Iterable[str]) -> list[str]:
 
 
 def _default_block_fn() -> Callable[[str, int], str]:
-    from mtkit.bert import block_of  # imported late: the surgery box does not need minBERT otherwise
 
     return block_of
 
@@ -84,7 +84,7 @@ class FlatGradBuffers:
 
     ``named_params``: (name, parameter) pairs of the shared parameters (frozen ones are left out).
     ``num_rows``: K, the number of tasks. ``block_fn(name, num_layers) -> block`` groups parameters for
-    telemetry (default ``mtkit.bert.block_of``); names may carry a prefix such as ``encoder.``.
+    telemetry (default ``mtkit.model.bert.block_of``); names may carry a prefix such as ``encoder.``.
     """
 
     def __init__(self, named_params: Iterable[tuple[str, torch.nn.Parameter]], num_rows: int,

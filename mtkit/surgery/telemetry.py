@@ -105,7 +105,7 @@ class GradientTelemetry:
         step, where the cosine is NaN); ``plain_norm``, ``update_norm``, ``removed_norm`` are per step (the
         same on every row of a step): |plain sum or mean|, |update applied|, |plain - update|.
         """
-        import pandas as pd
+        import pandas as pd  # imported here: pandas is heavy and only this function needs it
 
         a = self.arrays()
         S, K = len(a["steps"]), len(self.tasks)
@@ -146,10 +146,10 @@ class GradientTelemetry:
     def task_frame(self):
         """One row per (step, task, block): the task's gradient norm, and what surgery removed from it
         (``removed_norm``, on the "all" rows only; NaN elsewhere and when the method does not define it)."""
-        import pandas as pd
+        import pandas as pd  # imported here: pandas is heavy and only this function needs it
 
         a = self.arrays()
-        S, K = len(a["steps"]), len(self.tasks)
+        S, _K = len(a["steps"]), len(self.tasks)
         block_labels = [ALL_BLOCKS] + self.blocks
         if S == 0:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in TASK_FRAME_COLUMNS})
@@ -187,7 +187,7 @@ class GradientTelemetry:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "GradientTelemetry":
+    def load(cls, path: str | os.PathLike) -> GradientTelemetry:
         """Read a file written by ``save`` (numpy with ``allow_pickle=False``)."""
         path = Path(path)
         if not path.is_file():
@@ -216,7 +216,7 @@ class GradientTelemetry:
                 **{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in a.items()}}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "GradientTelemetry":
+    def from_state_dict(cls, state: dict) -> GradientTelemetry:
         """Rebuild from ``state_dict()`` output, e.g. ``checkpoint["surgery"]["telemetry"]`` of an interrupted run."""
         header = json.loads(state["header"])
         telemetry = cls(header["tasks"], header["blocks"], header.get("meta"))

@@ -1,6 +1,6 @@
 """Heads: from pooled sentence vectors to logits or scores, one small module per idea.
 
-A head never sees tokens: its input is already pooled (mtkit/pooling.py), ``u (B, H)`` for one sentence, or
+A head never sees tokens: its input is already pooled (mtkit/model/pooling.py), ``u (B, H)`` for one sentence, or
 ``u, v (B, H)`` for the two sentences of a pair encoded separately (the bi-encoder, "Siamese" layout), or one
 vector of the joined pair ``[CLS] a [SEP] b [SEP]`` (the cross-encoder layout).
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,11 +58,11 @@ def _check_vector(x, hidden: int | None, who: str, name: str = "u") -> None:
     """``x`` must be a pooled (B, H) tensor with H == hidden; the message says what probably went wrong."""
     H = "H" if hidden is None else f"H={hidden}"
     if not isinstance(x, torch.Tensor):
-        hint = "; pool output.last_hidden_state first (mtkit.pooling)" if hasattr(x, "last_hidden_state") else ""
+        hint = "; pool output.last_hidden_state first (mtkit.model.pooling)" if hasattr(x, "last_hidden_state") else ""
         raise TypeError(f"{who}: expected {name}, a pooled tensor of shape (B, {H}), got {type(x).__name__}{hint}.")
     if x.dim() == 3:
         raise ValueError(f"{who}: expected {name} of shape (B, {H}) but got (B, T, H) = {tuple(x.shape)}: did you "
-                         f"forget to pool? Use mtkit.pooling (e.g. mean_pool(last_hidden_state, attention_mask)).")
+                         f"forget to pool? Use mtkit.model.pooling (e.g. mean_pool(last_hidden_state, attention_mask)).")
     if x.dim() != 2:
         raise ValueError(f"{who}: expected {name} of shape (B, {H}), got {tuple(x.shape)}; a single example still "
                          f"needs its batch dimension (x.unsqueeze(0)).")
@@ -423,7 +423,7 @@ def buckets_to_scores(logits_or_probs: torch.Tensor, label_range: Sequence[float
 class BucketClassificationHead(nn.Module):
     """STS as classification (report C): logits over ``num_buckets`` similarity buckets.
 
-    ``forward(u, v) -> logits (B, num_buckets)``; train with :class:`mtkit.losses.BucketedCrossEntropyLoss`
+    ``forward(u, v) -> logits (B, num_buckets)``; train with :class:`mtkit.tasks.losses.BucketedCrossEntropyLoss`
     on the raw scores, and read a score back with :meth:`scores` (the expected value over the bucket centres,
     :func:`buckets_to_scores`). The default 6 buckets over (0, 5) are the integer grades 0..5.
     ``features=None`` takes one pooled vector of a joined pair (cross layout).

@@ -1,7 +1,7 @@
 """Losses: one small module per objective, each computable on plain tensors.
 
 As in sentence-transformers, computing the embeddings and computing the loss from them are separate steps:
-the model pools sentence vectors (mtkit/pooling.py) and a head may turn them into logits (mtkit/heads.py);
+the model pools sentence vectors (mtkit/model/pooling.py) and a head may turn them into logits (mtkit/tasks/heads.py);
 a loss here only does the math. Each loss says what it takes in its ``takes`` attribute:
 
 - ``takes == "outputs"``: ``loss(outputs, labels)``, where ``outputs`` is what a head returned (logits or scores);
@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtkit.heads import _check_pair, _check_range, scores_to_buckets, scores_to_soft_buckets
+from mtkit.tasks.heads import HEADS, _check_pair, _check_range, scores_to_buckets, scores_to_soft_buckets
 
 __all__ = ["LOSSES", "HEADS_FOR_LOSS", "make_loss", "loss_options", "check_pairing", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "MSELoss", "CosineSimilarityLoss", "CosineEmbeddingLoss", "CoSENTLoss",
@@ -266,7 +266,7 @@ class MultipleNegativesRankingLoss(_Loss):
 class BucketedCrossEntropyLoss(_Loss):
     """STS as classification (report C): cross-entropy between bucket logits and the bucket of the score.
 
-    ``loss(logits (B, num_buckets), scores (B,))``; the buckets are ``mtkit.heads.bucket_centres`` (6 over
+    ``loss(logits (B, num_buckets), scores (B,))``; the buckets are ``mtkit.tasks.heads.bucket_centres`` (6 over
     (0, 5): the integer grades), a score goes to the nearest centre. ``soft=True`` splits each score between its
     two neighbouring buckets instead (2.3 -> 0.7 on bucket 2, 0.3 on bucket 3), so no information is rounded
     away. A score outside ``label_range`` raises.
@@ -307,7 +307,7 @@ _LOSS_CLASSES = {
 }
 LOSSES = tuple(_LOSS_CLASSES)  # the names a config may use for ``loss``
 
-# Which head kinds (mtkit.heads.HEADS) each loss goes with. For the embedding losses the head does not enter
+# Which head kinds (mtkit.tasks.heads.HEADS) each loss goes with. For the embedding losses the head does not enter
 # the loss; it only turns the trained embeddings into predictions.
 HEADS_FOR_LOSS = {
     "cross_entropy": ("sentiment", "bi_encoder", "cross_encoder"),  # out_dim = num_labels for the pair heads
@@ -356,7 +356,6 @@ def make_loss(name: str, **options) -> _Loss:
 
 def check_pairing(head: str, loss: str) -> None:
     """Raise ValueError, naming the heads that fit, when ``loss`` does not go with the head kind ``head``."""
-    from mtkit.heads import HEADS
     if head not in HEADS:
         raise ValueError(f"head kind {head!r} is not known; valid kinds: {', '.join(HEADS)}.")
     fits = HEADS_FOR_LOSS[_check_name(loss)]

@@ -7,7 +7,7 @@ Sentence-BERT layouts of Reimers & Gurevych 2019 ("Sentence-BERT", arXiv 1908.10
 - pair, ``layout: bi`` (bi-encoder, "Siamese"): both sentences go through the same encoder -- in **one**
   encoder call, the two batches padded to a common length and stacked -- and the head sees ``(u, v)``;
 - pair, ``layout: cross`` (cross-encoder): one pass over ``[CLS] a [SEP] b [SEP]``, the head sees one vector;
-- ``shared_pair_layer``: a :class:`mtkit.heads.SharedPairLayer` applied to the sentence vectors of every pair
+- ``shared_pair_layer``: a :class:`mtkit.tasks.heads.SharedPairLayer` applied to the sentence vectors of every pair
   task before its head (report E).
 
 Parameter names are a contract: ``encoder.*`` (minBERT's names, docs/ARCHITECTURE.md) and ``heads.<task>.*``
@@ -22,12 +22,17 @@ Taught in notebooks/07_multitask_training.ipynb (the pieces in 05 and 06).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mtkit.model.build import build_encoder
+from mtkit.model.pooling import POOLING_MODES, pool
+from mtkit.tasks.heads import SharedPairLayer, head_options, make_head
+from mtkit.tasks.losses import check_pairing, loss_options, make_loss
 
 __all__ = ["MultitaskModel", "TaskHead", "build_model", "default_head_loss", "cosine_range_problem", "SHARED_PAIR"]
 
@@ -96,14 +101,13 @@ class MultitaskModel(nn.Module):
         for name, module in self.losses.items():
             if any(True for _ in module.parameters()):
                 raise ValueError(f"the loss of task {name!r} has parameters; put trainable parts in the head.")
-        # Pooling functions that replace mtkit.pooling's for a mode, e.g. {"mean": your mean_pool}
+        # Pooling functions that replace mtkit.model.pooling's for a mode, e.g. {"mean": your mean_pool}
         # (set_pooling_function; the `implementations` training option installs a learner's).
         self.pooling_functions: dict[str, Callable] = {}
 
     def set_pooling_function(self, mode: str, fn: Callable | None) -> None:
         """Pool with ``fn(last_hidden_state, attention_mask) -> (B, H)`` wherever a task uses ``mode``; None
-        restores mtkit.pooling's."""
-        from mtkit.pooling import POOLING_MODES
+        restores mtkit.model.pooling's."""
         if mode not in POOLING_MODES:
             raise ValueError(f"pooling mode {mode!r} is not known; use one of {list(POOLING_MODES)}.")
         if fn is None:
@@ -119,7 +123,6 @@ class MultitaskModel(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None,
                pooling: str) -> torch.Tensor:
         """Token ids (B, T) -> pooled sentence vectors (B, H)."""
-        from mtkit.pooling import pool
         out = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         fn = self.pooling_functions.get(pooling)
         if fn is not None:
@@ -246,7 +249,6 @@ def loss_from_features(head: nn.Module, loss: nn.Module, features: tuple[torch.T
 
 # ------------------------------------------------------------------------------------------------ building
 def _accepts(kind: str) -> dict:
-    from mtkit.heads import head_options
     return head_options(kind)
 
 
@@ -267,7 +269,7 @@ BINARY_LOGIT_LOSSES = ("bce_with_logits",)
 def cosine_range_problem(head_kind: str, head_options: dict, loss_name: str, loss_options: dict) -> str | None:
     """Why a cosine head cannot predict what its loss trains, or None when it can.
 
-    A :class:`mtkit.heads.CosineSimilarityHead` predicts by mapping cos(u, v) linearly from its ``cosine_range``
+    A :class:`mtkit.tasks.heads.CosineSimilarityHead` predicts by mapping cos(u, v) linearly from its ``cosine_range``
     onto the labels. An embedding loss that pulls cosines toward a range of its own (``loss.cosine_range``:
     ``(margin, 1)`` for ``cosine_embedding``, ``target_range`` for ``cosine_similarity``) therefore needs the
     head to map that same range, or every prediction is shifted: with ``cosine_embedding`` (margin 0) and the
@@ -278,7 +280,6 @@ def cosine_range_problem(head_kind: str, head_options: dict, loss_name: str, los
     """
     if head_kind != "cosine":
         return None
-    from mtkit.losses import make_loss
     try:
         wanted = getattr(make_loss(loss_name, **loss_options), "cosine_range", None)
     except (TypeError, ValueError):
@@ -310,13 +311,10 @@ def cosine_range_problem(head_kind: str, head_options: dict, loss_name: str, los
 
 def build_task_head(spec, options, config, hidden: int) -> tuple[TaskHead, nn.Module, nn.Module]:
     """The head and the loss of one task from its spec (kind, num_labels, label_range) and its TaskConfig."""
-    from mtkit.heads import make_head
-    from mtkit.losses import make_loss
     layout = "single" if not spec.is_pair else (options.layout or "bi")
     default_head, default_loss, default_options = default_head_loss(spec.kind, layout)
     head_kind = options.head or default_head
     loss_name = options.loss or (default_loss if head_kind == default_head else _loss_for(head_kind, spec.kind))
-    from mtkit.losses import check_pairing
     try:
         check_pairing(head_kind, loss_name)
     except ValueError as err:
@@ -395,7 +393,6 @@ def _loss_for(head_kind: str, kind: str) -> str:
 def _loss_defaults(loss_name: str, spec, options: dict) -> dict:
     """Fill loss options that follow from the task's data (the label range), when the loss accepts them."""
     try:
-        from mtkit.losses import loss_options
         allowed = loss_options(loss_name)
     except (ImportError, ValueError, KeyError):
         return options
@@ -408,12 +405,10 @@ def _loss_defaults(loss_name: str, spec, options: dict) -> dict:
 def build_model(config, specs, encoder: nn.Module | None = None) -> MultitaskModel:
     """A :class:`MultitaskModel` for ``specs`` (TaskSpecs with ``num_labels`` known) as ``config`` says.
 
-    ``encoder`` defaults to the one ``config.encoder`` names (see ``mtkit.trainer.build_encoder``).
+    ``encoder`` defaults to the one ``config.encoder`` names (see ``mtkit.model.build.build_encoder``).
     """
-    from mtkit.heads import SharedPairLayer
     if encoder is None:
-        from mtkit.trainer import build_encoder
-        encoder = build_encoder(config)
+        encoder = build_encoder(config.encoder, config.encoder_dropout)
     hidden = encoder.config.hidden_size
     shared = None
     pair_hidden = hidden

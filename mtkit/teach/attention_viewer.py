@@ -10,7 +10,7 @@ broadly.
 
 Figures are built without pyplot's global state (``matplotlib.figure.Figure``) so that they can be shown,
 saved or tested; the widget keeps the figure it shows in ``.figure`` and any error of its callbacks in
-``.errors`` (re-raised outside a kernel, or when ``MTKIT_WIDGET_ERRORS=raise``), as ``mtkit.widgets`` does.
+``.errors`` (re-raised outside a kernel, or when ``MTKIT_WIDGET_ERRORS=raise``), as ``mtkit.teach.widgets`` does.
 
 Taught in notebooks/03_attention_and_minbert.ipynb.
 """
@@ -134,7 +134,7 @@ def plot_attention_heads(maps: AttentionMaps, layer: int = 0, columns: int = 6) 
 
 def _in_kernel() -> bool:
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # imported here: IPython exists only inside a notebook kernel
     except ImportError:  # pragma: no cover
         return False
     shell = get_ipython()
@@ -150,7 +150,7 @@ class AttentionViewer:
     """
 
     def __init__(self, maps, raise_errors: bool | None = None) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # imported here: ipywidgets is optional (notebooks only)
 
         if isinstance(maps, AttentionMaps):
             maps = {maps.text or "sentence": maps}
@@ -186,7 +186,7 @@ class AttentionViewer:
         self.figure = plot_attention(maps, self.layer.value, self.head.value)
         self.out.clear_output(wait=True)
         if _in_kernel():
-            from IPython.display import display
+            from IPython.display import display  # imported here: IPython exists only inside a notebook kernel
             with self.out:
                 display(self.figure)
 

@@ -1,6 +1,6 @@
 """Run every notebook headless with papermill, and summarise what each one measured.
 
-``python -m mtkit.notebook_runner --out runs/demo`` (``make demo``) executes ``notebooks/NN_*.ipynb`` in order
+``python -m mtkit.teach.notebook_runner --out runs/demo`` (``make demo``) executes ``notebooks/NN_*.ipynb`` in order
 with the parameters of a *profile*, writes each executed notebook to the output folder, and collects the
 small JSON of key metrics every notebook writes (``<out>/results/<notebook>.json``, through
 :func:`save_results`) into ``summary.json`` and ``summary.md``, with each notebook's runtime.
@@ -45,11 +45,16 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mtkit.data.demo import demo_data_dir
+from mtkit.data.locate import DataSource, find_data_dir
+from mtkit.util.paths import find_root
 
 __all__ = ["NOTEBOOKS", "PROFILES", "PROFILE_LIMITS", "data_source", "save_results", "results_dir_default",
            "profile_parameters", "run_notebooks", "NotebookRun", "time_limit_failures", "kernel_manager_class",
@@ -132,8 +137,6 @@ def data_source(data_dir=None, verbose: bool = True):
     folder: the CS224N files there (an error if they are missing). Prints one line saying which, naming the
     folder used and why (without the machine-specific cache path for the demo set).
     """
-    from mtkit.data.demo import demo_data_dir
-    from mtkit.data.locate import DataSource, find_data_dir
     if isinstance(data_dir, str) and data_dir.strip().lower() == "demo":
         source = DataSource(demo_data_dir(), "demo", "mtkit's demo set (synthetic; not the CS224N data)")
     else:
@@ -150,7 +153,6 @@ def data_source(data_dir=None, verbose: bool = True):
 def results_dir_default() -> Path:
     """``<repository>/runs/notebooks/results`` when run from the repository, else a temporary folder."""
     try:
-        from mtkit.exercises import find_root
         return find_root() / "runs" / "notebooks" / "results"
     except FileNotFoundError:
         return Path(tempfile.gettempdir()) / "mtkit-notebook-results"
@@ -200,7 +202,6 @@ class NotebookRun:
 
 
 def notebooks_dir() -> Path:
-    from mtkit.exercises import find_root
     return find_root() / "notebooks"
 
 
@@ -253,11 +254,10 @@ def kernel_manager_class(kernel_log: str | Path | None = None):
     ``kernel_log``: a file that receives the kernel process's stderr (its own log, not the cells' output, which
     goes into the notebook); None: the runner's stderr.
     """
-    import shutil
 
-    import zmq
-    from jupyter_client import AsyncKernelManager
-    from traitlets import CaselessStrEnum, default
+    import zmq  # imported here: the kernel's transport, needed only when a kernel runs
+    from jupyter_client import AsyncKernelManager  # imported here: Jupyter is needed only when a kernel runs
+    from traitlets import CaselessStrEnum, default  # imported here: Jupyter is needed only when a kernel runs
 
     ipc = zmq.has("ipc")
     curve = not ipc and zmq.has("curve") and "transport_encryption" in AsyncKernelManager.class_trait_names()
@@ -306,7 +306,7 @@ def kernel_manager_class(kernel_log: str | Path | None = None):
 def _children_cpu_seconds() -> float | None:
     """CPU seconds (user + system) of the finished child processes, the notebooks' kernels (None off POSIX)."""
     try:
-        import resource
+        import resource  # imported here: Unix only
     except ImportError:
         return None
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -342,7 +342,7 @@ def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None =
     are checked and used): the worked answers by default, ``"exercises"`` for yours.
     A failing notebook is recorded (its error and the executed copy up to the failure) and the next one runs.
     """
-    import papermill as pm
+    import papermill as pm  # imported here: papermill is needed only when notebooks run
 
     if timeout is None:
         timeout = int(PROFILE_LIMITS.get(profile, PROFILE_LIMITS["demo"])["cell_timeout"])
@@ -446,7 +446,7 @@ def _metrics_text(results: dict | None, limit: int = 8) -> str:
 
 def machine_line() -> str:
     """The machine in one line (system, Python, CPU cores, torch and its threads, GPU), for recorded results."""
-    import torch
+    import torch  # imported here: torch is heavy; this module works without it until here
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     cpu = f"{os.cpu_count()} CPU cores, torch {torch.__version__} using {torch.get_num_threads()} threads"
     return (f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, {cpu}"
@@ -542,7 +542,7 @@ def update_docs(doc: str | Path, section: str, runs: list[NotebookRun], profile:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtkit.notebook_runner",
+    parser = argparse.ArgumentParser(prog="python -m mtkit.teach.notebook_runner",
                                      description="Run every notebook with papermill and summarise their metrics.")
     parser.add_argument("--out", required=True, help="output folder (executed notebooks, results/, summary.*)")
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES),
@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError:
             extra[name] = value
     if args.data_dir and not Path(args.data_dir).is_dir():
-        print(f"mtkit.notebook_runner: --data-dir {args.data_dir} is not a folder. Point it at the folder holding "
+        print(f"mtkit.teach.notebook_runner: --data-dir {args.data_dir} is not a folder. Point it at the folder holding "
               "ids-sst-*.csv, quora-*.csv and sts-*.csv (`mtkit data fetch --dest ./data` downloads them).",
               file=sys.stderr)
         return 2
@@ -587,19 +587,19 @@ def main(argv: list[str] | None = None) -> int:
         runs = run_notebooks(args.out, args.profile, data_dir, args.only, args.timeout, extra_parameters=extra,
                              progress=progress, exercise_source=args.exercise_source)
     except ValueError as err:
-        print(f"mtkit.notebook_runner: {err}", file=sys.stderr)
+        print(f"mtkit.teach.notebook_runner: {err}", file=sys.stderr)
         return 2
     json_path, md_path = write_summary(runs, args.out, args.profile, data_dir, max_seconds)
     print(summary_table(runs))
     print(f"[runner] summary: {md_path} and {json_path}")
     over = time_limit_failures(runs, max_seconds)
     for message in over:
-        print(f"mtkit.notebook_runner: {message}. Each notebook must run within {max_seconds:g} s on a 2-core CPU "
+        print(f"mtkit.teach.notebook_runner: {message}. Each notebook must run within {max_seconds:g} s on a 2-core CPU "
               f"with the {args.profile} profile: make its defaults smaller, or measure on an idle machine.",
               file=sys.stderr)
     if args.docs:
         section = args.section or f"{args.profile} profile, {'CS224N data' if data_dir else 'demo data'}"
-        command = "python -m mtkit.notebook_runner " + shlex.join(argv if argv is not None else sys.argv[1:])
+        command = "python -m mtkit.teach.notebook_runner " + shlex.join(argv if argv is not None else sys.argv[1:])
         update_docs(args.docs, section, runs, args.profile, data_dir, command)
         print(f"[runner] wrote the table into {args.docs} (section {section!r})")
     return 0 if all(r.status == "ok" for r in runs) and not over else 1

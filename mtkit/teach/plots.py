@@ -2,7 +2,7 @@
 
 Every function takes plain pandas tables (or a ``GradientTelemetry``, converted with ``to_frame()``) and
 returns a ``matplotlib.figure.Figure``, built without pyplot's global state, so that notebooks can show it,
-save it (``fig.savefig``) or wrap it in a widget (``mtkit.widgets``) and tests can inspect it.
+save it (``fig.savefig``) or wrap it in a widget (``mtkit.teach.widgets``) and tests can inspect it.
 
 The conflict plots read the long table of ``mtkit.surgery.telemetry.GradientTelemetry.to_frame()``: one row
 per (step, task pair, block) with ``cosine`` (cosine similarity of the two tasks' gradients over the block),
@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from mtkit.surgery.buffers import canonical_block_order
 
 __all__ = ["plot_conflict_heatmap", "plot_conflict_rate", "plot_norm_ratio", "compare_runs", "plot_learning_curves",
            "block_groups", "task_pairs", "select_pair", "ordered_blocks", "cosine_matrix", "conflict_rate_table",
@@ -75,7 +77,6 @@ def ordered_blocks(frame: pd.DataFrame) -> list[str]:
     if isinstance(frame["block"].dtype, pd.CategoricalDtype):
         labels = [str(b) for b in frame["block"].cat.categories if (frame["block"] == b).any()]
     else:
-        from mtkit.surgery.buffers import canonical_block_order
         labels = canonical_block_order(str(b) for b in frame["block"].unique() if b != "all")
         labels = (["all"] if (frame["block"] == "all").any() else []) + labels
     per_block = [b for b in labels if b != "all"]
@@ -162,7 +163,7 @@ def plot_conflict_heatmap(frame, pair: Sequence[str] | None = None, blocks=None,
     inclusive. ``vmax``: colour limit, symmetric around 0 (default: the largest |cosine| shown, since
     high-dimensional gradients have small cosines; pass 1.0 for the absolute scale). Red cells are conflicts.
     """
-    import seaborn as sns
+    import seaborn as sns  # imported here: seaborn is heavy and only figures need it
 
     frame = _as_frame(frame)
     _, pair = select_pair(frame, pair)

@@ -1,4 +1,4 @@
-"""Interactive widgets (ipywidgets 8), thin wrappers over ``mtkit.plots`` and ``mtkit.surgery.pcgrad``.
+"""Interactive widgets (ipywidgets 8), thin wrappers over ``mtkit.teach.plots`` and ``mtkit.surgery.pcgrad``.
 
 - ``ConflictExplorer``: pick a run, a task pair, a group of layers, a step range and a view (heatmap,
   conflict rate, norm ratio, or a comparison with a second run) and see the figure.
@@ -24,14 +24,15 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from mtkit import plots
+from mtkit.surgery.pcgrad import pcgrad
+from mtkit.teach import plots
 
 __all__ = ["ConflictExplorer", "ProjectionToy"]
 
 
 def _in_kernel() -> bool:
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # imported here: IPython exists only inside a notebook kernel
     except ImportError:  # pragma: no cover - IPython comes with ipywidgets
         return False
     shell = get_ipython()
@@ -42,7 +43,7 @@ class _WidgetBase:
     """Shared plumbing: an Output area, error recording, and display through ``.widget``."""
 
     def __init__(self, raise_errors: bool | None) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # imported here: ipywidgets is optional (notebooks only)
 
         if raise_errors is None:  # strict outside a kernel, or when a notebook test run asks for it
             raise_errors = not _in_kernel() or os.environ.get("MTKIT_WIDGET_ERRORS", "") == "raise"
@@ -53,7 +54,7 @@ class _WidgetBase:
         self.widget = None  # set by subclasses
 
     def _show(self, fig) -> None:
-        from IPython.display import display
+        from IPython.display import display  # imported here: IPython exists only inside a notebook kernel
 
         self.out.clear_output(wait=True)
         if _in_kernel():
@@ -81,7 +82,7 @@ class _WidgetBase:
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _ipython_display_(self) -> None:  # pragma: no cover - needs a frontend
-        from IPython.display import display
+        from IPython.display import display  # imported here: IPython exists only inside a notebook kernel
 
         display(self.widget)
 
@@ -90,7 +91,7 @@ class ConflictExplorer(_WidgetBase):
     """Explore gradient-conflict telemetry of one or more runs.
 
     ``runs``: a ``GradientTelemetry`` or its ``to_frame()`` table, or a dict {run name: either}. Selectors:
-    run, "compare with" (another run or none), task pair, layer group (``mtkit.plots.block_groups``), step
+    run, "compare with" (another run or none), task pair, layer group (``mtkit.teach.plots.block_groups``), step
     range, and view ("heatmap", "conflict rate", "norm ratio"). ``.figure`` is the figure shown; ``.data`` the
     table it was drawn from; ``.selection`` the current choices.
     """
@@ -99,7 +100,7 @@ class ConflictExplorer(_WidgetBase):
     NO_COMPARE = "(none)"
 
     def __init__(self, runs, raise_errors: bool | None = None, window: int = 5) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # imported here: ipywidgets is optional (notebooks only)
 
         super().__init__(raise_errors)
         if not isinstance(runs, Mapping):
@@ -205,7 +206,7 @@ class ProjectionToy(_WidgetBase):
 
     def __init__(self, angle_1: float = 0.0, length_1: float = 1.0, angle_2: float = 135.0, length_2: float = 1.0,
                  raise_errors: bool | None = None) -> None:
-        import ipywidgets as w
+        import ipywidgets as w  # imported here: ipywidgets is optional (notebooks only)
 
         super().__init__(raise_errors)
         style = {"description_width": "initial"}
@@ -232,7 +233,6 @@ class ProjectionToy(_WidgetBase):
 
     def compute(self) -> dict:
         """The vectors for the current slider values (float64 numpy arrays of shape (2,))."""
-        from mtkit.surgery.pcgrad import pcgrad
 
         g1 = self._vector(self.angle_1.value, self.length_1.value)
         g2 = self._vector(self.angle_2.value, self.length_2.value)
@@ -246,7 +246,7 @@ class ProjectionToy(_WidgetBase):
                 "conflict": bool(g1 @ g2 < 0)}
 
     def update(self) -> None:
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # imported here: matplotlib is heavy and only figures need it
 
         d = self.compute()
         self.data = d

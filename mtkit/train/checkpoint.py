@@ -36,14 +36,14 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-FORMAT = "mtkit.checkpoint"
+FORMAT = "mtkit.train.checkpoint"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 POINTER = "latest.json"
@@ -185,7 +185,7 @@ def atomic_write_json(path: str | Path, value) -> None:
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # imported here: safetensors is read only when a file is
     clean = {}
     for key, value in tensors.items():
         value = value.detach().to("cpu")
@@ -198,7 +198,7 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict |
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # imported here: safetensors is read only when a file is
     return load_file(str(path), device="cpu")
 
 

@@ -3,7 +3,7 @@
 Every method of the five reports (docs/REPORTS.md says which field or function holds each) is a field here,
 never a code edit::
 
-    from mtkit.train_config import TrainConfig
+    from mtkit.train.config import TrainConfig
     config = TrainConfig(encoder="tiny", data_dir="demo", epochs=1,
                          tasks={"sst": {"pooling": "cls"}, "sts": {"head": "cosine", "loss": "cosine_similarity"}})
     config = TrainConfig.from_yaml("examples/report_a.yaml")      # the same names, in a file
@@ -23,10 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mtkit.data.tasks import TaskSpec, default_tasks
+from mtkit.exercises.implementations import parse
+from mtkit.tasks.multitask import cosine_range_problem, default_head_loss
+from mtkit.train.schedules import make_task_schedule
 
 FINE_TUNE_MODES = ("full-model", "last-linear-layer", "two-stage")
 SELECTIONS = ("overall", "all-improve")
@@ -57,7 +63,6 @@ def _unknown_key_message(key: str, known: list[str], context: str, source: str |
 
 def _registry_names(module: str, attribute_candidates: tuple[str, ...]) -> list[str] | None:
     """Names registered in another box (heads, losses, pooling, schedules); None when that box is not there."""
-    import importlib
     try:
         mod = importlib.import_module(module)
     except ImportError:
@@ -70,19 +75,19 @@ def _registry_names(module: str, attribute_candidates: tuple[str, ...]) -> list[
 
 
 def head_names() -> list[str] | None:
-    return _registry_names("mtkit.heads", ("HEADS", "HEAD_KINDS"))
+    return _registry_names("mtkit.tasks.heads", ("HEADS", "HEAD_KINDS"))
 
 
 def loss_names() -> list[str] | None:
-    return _registry_names("mtkit.losses", ("LOSSES", "LOSS_NAMES"))
+    return _registry_names("mtkit.tasks.losses", ("LOSSES", "LOSS_NAMES"))
 
 
 def pooling_names() -> list[str] | None:
-    return _registry_names("mtkit.pooling", ("POOLING_MODES", "MODES"))
+    return _registry_names("mtkit.model.pooling", ("POOLING_MODES", "MODES"))
 
 
 def schedule_names() -> list[str] | None:
-    return _registry_names("mtkit.task_schedules", ("SCHEDULES", "SCHEDULE_NAMES"))
+    return _registry_names("mtkit.train.schedules", ("SCHEDULES", "SCHEDULE_NAMES"))
 
 
 def scheduler_names() -> list[str] | None:
@@ -167,14 +172,14 @@ class TaskConfig:
     """How one task is trained: its head, loss, pooling, layout, batch size and weight, plus its data spec.
 
     ``head``, ``loss`` and ``pooling`` left as None take the defaults for the task's kind (see
-    ``mtkit.multitask.default_head_loss``). ``spec`` holds data keys (``kind``, ``train``, ``dev``, ``test``,
+    ``mtkit.tasks.multitask.default_head_loss``). ``spec`` holds data keys (``kind``, ``train``, ``dev``, ``test``,
     ``num_labels``, ...): for the default tasks (sst, para, sts) they override the standard spec; any other
     name is a custom task and needs at least ``kind`` and its files.
     """
     name: str  # task name: "sst", "para", "sts", or a custom one
-    head: str | None = None  # head kind (mtkit.heads); None: the default for the task's kind
+    head: str | None = None  # head kind (mtkit.tasks.heads); None: the default for the task's kind
     head_options: dict = field(default_factory=dict)  # keyword options of the head (features, hidden, ...)
-    loss: str | None = None  # loss name (mtkit.losses); None: the default for the head
+    loss: str | None = None  # loss name (mtkit.tasks.losses); None: the default for the head
     loss_options: dict = field(default_factory=dict)  # keyword options of the loss (margin, scale, ...)
     pooling: str | None = None  # "cls" | "mean" | "max"; None: the run's ``pooling``
     layout: str | None = None  # pairs only: "bi" (two encoder passes, u and v) | "cross" (one joined pass)
@@ -189,7 +194,7 @@ class TaskConfig:
     KEYS = ("name", "head", "head_options", "loss", "loss_options", "pooling", "layout", "batch_size", "weight",
             "train_limit", "dev_limit", "dev_out", "test_out")
 
-    def validate(self, source: str | None = None) -> "TaskConfig":
+    def validate(self, source: str | None = None) -> TaskConfig:
         c = _Checker(source, prefix=f"tasks.{self.name}.")
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"every task needs a non-empty name (got {self.name!r}){_where(source)}.")
@@ -219,7 +224,6 @@ class TaskConfig:
                                                    f"tasks.{self.name}: ", source))
         self.task_spec(source)  # builds the TaskSpec once, so a bad spec fails here
         if self.head == "cosine":  # a cosine head must predict on the cosine range its loss trains (report B)
-            from mtkit.multitask import cosine_range_problem, default_head_loss
             spec = self.task_spec(source)
             default_head, _, default_options = default_head_loss(spec.kind, self.layout or "bi")
             options = (default_options if default_head == "cosine" else {}) | self.head_options
@@ -232,7 +236,6 @@ class TaskConfig:
 
     def task_spec(self, source: str | None = None):
         """The data spec (:class:`mtkit.data.TaskSpec`): the default task's, overridden by ``spec``."""
-        from mtkit.data.tasks import TaskSpec, default_tasks
         defaults = {t.name: t for t in default_tasks()}
         values = dict(self.spec)
         for split in ("train", "dev", "test"):
@@ -254,7 +257,7 @@ class TaskConfig:
             raise ConfigError(f"tasks.{self.name}: {err}{_where(source)}") from None
 
     @classmethod
-    def from_entry(cls, entry, source: str | None = None, name: str | None = None) -> "TaskConfig":
+    def from_entry(cls, entry, source: str | None = None, name: str | None = None) -> TaskConfig:
         """A task from a config entry: a name ("sst"), a mapping (with ``name``), or a TaskConfig."""
         if isinstance(entry, TaskConfig):
             return dataclasses.replace(entry).validate(source)
@@ -337,7 +340,7 @@ class TrainConfig:
     encoder_dropout: float | None = None  # None: keep the encoder config's dropout; a number overrides it
     shared_pair_layer: int | None = None  # width of a layer shared by the pair tasks before their heads (report E)
     implementations: Any = None  # None: mtkit's own; "exercises" | "solutions" | a folder | {piece: source}: your
-    # attention, layer, AdamW step, mean pooling and PCGrad train the model, after their checks (mtkit.implementations)
+    # attention, layer, AdamW step, mean pooling and PCGrad train the model, after their checks (mtkit.exercises.implementations)
     max_length: int = 128  # tokens per sentence (per joined pair for the cross layout)
     # --- data
     data_dir: str | None = None  # folder of the CSV files; None: found (MTKIT_DATA, ./data, ...); "demo": demo data
@@ -346,7 +349,7 @@ class TrainConfig:
     dev_limit: int | None = None  # first N dev examples of each task (None: all)
     bucketing: bool = True  # batches of similar lengths (less padding); False: plain shuffled batches
     # --- schedule and surgery
-    schedule: str = "sequential"  # task schedule (mtkit.task_schedules): sequential, round-robin, equal, ...
+    schedule: str = "sequential"  # task schedule (mtkit.train.schedules): sequential, round-robin, equal, ...
     schedule_options: dict = field(default_factory=dict)  # e.g. {order: [sst, para, sts]} or {temperature: 2}
     loss_weights: dict = field(default_factory=dict)  # main + auxiliary weighting: {main_task: sst, aux_weight: 0.3}
     surgery: str = "none"  # gradient surgery: "none" | "pcgrad" | "main_aux"
@@ -393,7 +396,7 @@ class TrainConfig:
         self.validate()
 
     # ----------------------------------------------------------------------------------------------- checks
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         src = self.source
         c = _Checker(src)
         self.encoder = c.string("encoder", self.encoder, none_ok=True)
@@ -406,7 +409,6 @@ class TrainConfig:
         self.encoder_dropout = c.number("encoder_dropout", self.encoder_dropout, 0.0, 1.0, none_ok=True)
         self.shared_pair_layer = c.integer("shared_pair_layer", self.shared_pair_layer, minimum=1, none_ok=True)
         if self.implementations is not None:
-            from mtkit.implementations import parse
             if isinstance(self.implementations, Path):
                 self.implementations = str(self.implementations)
             try:
@@ -427,7 +429,6 @@ class TrainConfig:
             c.choice("schedule", self.schedule, schedules)
         self.schedule_options = c.mapping("schedule_options", self.schedule_options)
         if schedules is not None:
-            from mtkit.task_schedules import make_task_schedule
             try:
                 make_task_schedule(self.schedule, **self.schedule_options)
             except (ValueError, TypeError) as err:
@@ -542,7 +543,7 @@ class TrainConfig:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` applied, validated again (unknown names raise ConfigError)."""
         known = [f.name for f in dataclasses.fields(self)]
         for key in changes:
@@ -556,7 +557,7 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls) if f.name != "source"]
 
     @classmethod
-    def from_dict(cls, values: dict | None, source: str | None = None) -> "TrainConfig":
+    def from_dict(cls, values: dict | None, source: str | None = None) -> TrainConfig:
         """Build from a mapping (a parsed YAML file); unknown keys raise ConfigError naming them and the file."""
         if values is None:
             values = {}
@@ -570,8 +571,8 @@ class TrainConfig:
         return cls(**values, source=source)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        import yaml
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        import yaml  # imported here: PyYAML is needed only when a YAML file is read
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"No config file at {path}.")
@@ -594,7 +595,7 @@ class TrainConfig:
         return out
 
     def to_yaml(self, path: str | Path | None = None) -> str:
-        import yaml
+        import yaml  # imported here: PyYAML is needed only when a YAML file is read
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")

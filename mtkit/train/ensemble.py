@@ -8,7 +8,7 @@ regression head, say) are averaged on a common scale instead: class probabilitie
 probability, the similarity score.
 
 A single checkpoint is an ensemble of one, which is how ``mtkit evaluate`` and ``mtkit predict`` use it.
-Checkpoints are read with safetensors and JSON only (``mtkit.checkpoint``).
+Checkpoints are read with safetensors and JSON only (``mtkit.train.checkpoint``).
 
 Taught in notebooks/10_experiments_and_error_analysis.ipynb.
 """
@@ -19,6 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from mtkit.data.batching import BucketBatchSampler, Collator, EncodedDataset
+from mtkit.data.tasks import TaskSpec, load_split
+from mtkit.eval.metrics import evaluate_task, write_predictions
+from mtkit.train.checkpoint import resolve
+from mtkit.train.trainer import load_checkpoint_model, overall_of, resolve_data_dir
 
 __all__ = ["Member", "Ensemble"]
 
@@ -33,10 +39,7 @@ class Member:
     tokenizer: object
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Member":
-        from mtkit.checkpoint import resolve
-        from mtkit.data.tasks import TaskSpec
-        from mtkit.trainer import load_checkpoint_model
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Member:
         folder = resolve(path, prefer="best")
         model, config, meta, tokenizer = load_checkpoint_model(folder, device=device)
         specs = {s["name"]: TaskSpec.from_dict(s) for s in meta["tasks"]}
@@ -86,7 +89,7 @@ class Ensemble:
         self.members = list(members)
 
     @classmethod
-    def load(cls, paths, device: str | torch.device = "cpu") -> "Ensemble":
+    def load(cls, paths, device: str | torch.device = "cpu") -> Ensemble:
         if isinstance(paths, (str, Path)):
             paths = [paths]
         return cls([Member.load(p, device) for p in paths])
@@ -113,7 +116,6 @@ class Ensemble:
 
     def data_dir(self, data_dir: str | Path | None = None) -> Path:
         """``data_dir``, else the folder the first member was trained on (found again the same way)."""
-        from mtkit.trainer import resolve_data_dir
         member = self.members[0]
         config = member.config if data_dir is None else member.config.replace(data_dir=str(data_dir))
         return resolve_data_dir(config, list(member.specs.values()))
@@ -124,7 +126,6 @@ class Ensemble:
         """Each member's raw output for ``examples``, in their order: logits ``(N, K)``, a paraphrase logit or a
         score ``(N,)``, on the CPU in float32. One pass per member; :meth:`average` and :meth:`probabilities`
         turn the result into the ensemble's predictions and each member's common-scale outputs."""
-        from mtkit.data.batching import BucketBatchSampler, Collator, EncodedDataset
         members = self.members_for(task)
         outputs, order = [], None
         for member in members:
@@ -180,16 +181,12 @@ class Ensemble:
     def predict(self, task: str, split: str = "test", data_dir: str | Path | None = None,
                 batch_size: int | None = None) -> tuple[list[str], np.ndarray]:
         """``(ids, predictions)`` for one task and split ("dev" or "test") of the data folder."""
-        from mtkit.data.tasks import load_split
         spec = self.spec(task)
         examples, _ = load_split(spec, self.data_dir(data_dir), split)
         return [ex.id for ex in examples], self.predict_examples(task, examples, batch_size)
 
     def evaluate(self, data_dir: str | Path | None = None, tasks=None, batch_size: int | None = None) -> dict:
         """Dev metrics per task (on the whole dev file) and the overall score: ``{"metrics", "scores", "overall"}``."""
-        from mtkit.data.tasks import load_split
-        from mtkit.metrics import evaluate_task
-        from mtkit.trainer import overall_of
         folder = self.data_dir(data_dir)
         metrics, scores, kinds = {}, {}, {}
         for task in tasks or self.tasks:
@@ -207,7 +204,6 @@ class Ensemble:
                           tasks=None, paths: dict | None = None, batch_size: int | None = None) -> dict[str, Path]:
         """Write ``<task>-<split>-output.csv`` files (CS224N submission format) for every task and split whose
         file exists; ``paths`` maps (task, split) to a file name of your choice. Returns what was written."""
-        from mtkit.metrics import write_predictions
         folder = self.data_dir(data_dir)
         written = {}
         for task in tasks or self.tasks:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 TIME_KEYS = ("time", "step_seconds", "tokens_per_s", "eval_seconds", "epoch_seconds", "seconds")
 KINDS = ("step", "eval", "epoch", "event")
@@ -87,7 +88,7 @@ class History:
 
     # ------------------------------------------------------------------------------------------ reading
     @classmethod
-    def load(cls, path: str | Path) -> "History":
+    def load(cls, path: str | Path) -> History:
         """Read a history file; a last line cut short by a crash is ignored (and said so)."""
         path = Path(path)
         if path.is_dir():
@@ -103,7 +104,6 @@ class History:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 if number == len(lines):  # the run was killed while writing its last line
-                    import warnings
                     warnings.warn(f"{path}: the last line is incomplete (the run was interrupted); ignored.",
                                   stacklevel=2)
                     break
@@ -123,18 +123,18 @@ class History:
 
     def to_frame(self, kind: str = "step"):
         """A pandas DataFrame of one kind of record; nested dicts become columns (``loss.sst``, ``metrics.sts.pearson``)."""
-        import pandas as pd
+        import pandas as pd  # imported here: pandas is heavy and only this function needs it
         rows = self.of_kind(kind)
         if not rows:
             return pd.DataFrame()
         return pd.json_normalize(rows, sep=".")
 
     def long_frame(self):
-        """Per-epoch curves in long format, the input of ``mtkit.plots.plot_learning_curves``: one row per
+        """Per-epoch curves in long format, the input of ``mtkit.teach.plots.plot_learning_curves``: one row per
         (epoch, task, metric, split) with the number in ``value``. Training loss is the epoch's mean (split
         "train"); dev metrics come from the evaluations (split "dev"; with several evaluations in an epoch, the
         last). Epochs count from 1 here, as a learner reads a curve."""
-        import pandas as pd
+        import pandas as pd  # imported here: pandas is heavy and only this function needs it
         rows = []
         for r in self.of_kind("epoch"):
             for task, value in (r.get("train_loss") or {}).items():

@@ -1,6 +1,6 @@
 """Task schedules: which task's batch goes into each optimizer step of a multitask epoch.
 
-The contract with the trainer (mtkit/trainer.py)::
+The contract with the trainer (mtkit/train/trainer.py)::
 
     schedule = make_task_schedule("temperature", temperature=2)
     plan = schedule.epoch_plan(epoch, sizes, rng)      # -> list[list[str]]
@@ -49,7 +49,7 @@ import difflib
 import inspect
 import math
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch

@@ -2,7 +2,7 @@
 
 One optimizer step, in order:
 
-1. the task schedule (``mtkit.task_schedules``) says which tasks' batches go into this step;
+1. the task schedule (``mtkit.train.schedules``) says which tasks' batches go into this step;
 2. each task's batch goes through the model and its loss is backpropagated on its own (the tasks' inputs are
    disjoint, so K backward passes do exactly the work of one backward of the summed loss, and no graph is
    kept); with gradient accumulation, ``grad_accum_steps`` such micro-steps are summed, each divided by
@@ -15,7 +15,7 @@ One optimizer step, in order:
 5. the gradient norm is clipped, AdamW steps, the lr schedule steps.
 
 Dev evaluation runs every epoch (or every N steps); the best model is kept by the overall score or, as in
-report A, only when every task improves at once. Checkpoints (``mtkit.checkpoint``) hold everything needed to
+report A, only when every task improves at once. Checkpoints (``mtkit.train.checkpoint``) hold everything needed to
 continue exactly where a killed run stopped: weights, optimizer and lr-schedule state, RNG states, the epoch's
 task plan and the position in it, the surgery state and the history so far. The data order of an epoch is a
 function of (seed, task, epoch) only, so ``fit(resume=True)`` ends with the same weights as a run that was
@@ -35,16 +35,32 @@ import shutil
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from mtkit.checkpoint import CheckpointError, CheckpointStore, read_checkpoint, resolve
-from mtkit.history import History
-from mtkit.train_config import TrainConfig
+from mtkit.data.batching import BucketBatchSampler, Collator, EncodedDataset
+from mtkit.data.demo import demo_data_dir
+from mtkit.data.locate import find_data_dir
+from mtkit.data.tasks import TaskSpec, load_split
+from mtkit.eval.metrics import evaluate_task, write_predictions
+from mtkit.exercises.implementations import install, load
+from mtkit.model.bert import BertModel
+from mtkit.model.bert_config import BertConfig
+from mtkit.model.build import build_encoder, build_tokenizer
+from mtkit.model.tokenizer import Tokenizer
+from mtkit.optim import AdamW, TwoStagePlan, apply_finetune_mode, make_scheduler
+from mtkit.optim.llrd import layerwise_lr_groups
+from mtkit.surgery import GradientSurgery
+from mtkit.tasks.multitask import build_model
+from mtkit.train.checkpoint import CheckpointError, CheckpointStore, read_checkpoint, resolve
+from mtkit.train.config import TrainConfig
+from mtkit.train.history import History
+from mtkit.train.schedules import main_aux, make_task_schedule
+from mtkit.util.device import get_device, seed_everything
 
 __all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "select", "overall_of", "derive_seed", "train"]
 
@@ -71,7 +87,7 @@ def normalized_score(metric: str, value: float) -> float:
 
 def overall_of(scores: dict[str, float], metrics: dict[str, str]) -> float:
     """The mean of the tasks' normalised scores. With SST, Quora and STS this is the CS224N overall score
-    (sst_acc + para_acc + (sts_r + 1) / 2) / 3 (``mtkit.metrics.overall_score``)."""
+    (sst_acc + para_acc + (sts_r + 1) / 2) / 3 (``mtkit.eval.metrics.overall_score``)."""
     values = [normalized_score(metrics[t], s) for t, s in scores.items()]
     return float(sum(values) / len(values)) if values else float("nan")
 
@@ -97,7 +113,7 @@ def select(rule: str, current: dict, best: dict | None) -> bool:
 class TaskData:
     """One task's spec, training options and encoded splits."""
     spec: object  # mtkit.data.TaskSpec (num_labels filled in)
-    options: object  # mtkit.train_config.TaskConfig
+    options: object  # mtkit.train.config.TaskConfig
     layout: str  # "single", "bi" or "cross"
     batch_size: int
     train: object | None = None  # EncodedDataset
@@ -143,49 +159,8 @@ class TrainResult:
 def resolve_data_dir(config: TrainConfig, specs) -> Path:
     """``data_dir``: a folder, ``"demo"`` (the demo set, written once into the cache), or None (searched)."""
     if config.data_dir == "demo":
-        from mtkit.data.demo import demo_data_dir
         return demo_data_dir()
-    from mtkit.data.locate import find_data_dir
     return Path(find_data_dir(config.data_dir, tasks=specs).path)
-
-
-def build_tokenizer(config: TrainConfig):
-    from mtkit.tokenizer import Tokenizer
-    if config.tokenizer is not None:
-        return Tokenizer.from_pretrained(config.tokenizer)
-    if config.encoder in (None, "tiny"):
-        return Tokenizer.from_pretrained(None)
-    return Tokenizer.from_pretrained(config.encoder)
-
-
-def build_encoder(config: TrainConfig):
-    """The encoder: the default one, a folder, or ``"tiny"`` (random 2 x 64, for tests), with dropout set."""
-    from mtkit.bert import BertModel
-    from mtkit.config import BertConfig
-    if config.encoder == "tiny":
-        bert_config = BertConfig.tiny()
-        if config.encoder_dropout is not None:
-            bert_config.hidden_dropout_prob = bert_config.attention_probs_dropout_prob = config.encoder_dropout
-        encoder = BertModel(bert_config)
-    else:
-        encoder = BertModel.from_pretrained(config.encoder)
-        if config.encoder_dropout is not None:
-            set_encoder_dropout(encoder, config.encoder_dropout)
-    return encoder.train()
-
-
-def set_encoder_dropout(encoder, p: float) -> None:
-    encoder.config.hidden_dropout_prob = p
-    encoder.config.attention_probs_dropout_prob = p
-    for module in encoder.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = p
-    if hasattr(encoder, "layers"):
-        for layer in encoder.layers:  # attention dropout may be a float attribute for the fused kernel
-            attention = getattr(layer, "attention", None)
-            for attr in ("dropout_p", "attention_dropout", "dropout_prob"):
-                if attention is not None and isinstance(getattr(attention, attr, None), float):
-                    setattr(attention, attr, p)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -223,7 +198,7 @@ RESUME_MAY_CHANGE = ("progress", "write_predictions", "output_dir", "data_dir", 
 
 
 class Trainer:
-    """Trains a :class:`mtkit.multitask.MultitaskModel` as a :class:`TrainConfig` says.
+    """Trains a :class:`mtkit.tasks.multitask.MultitaskModel` as a :class:`TrainConfig` says.
 
     ``Trainer(config).fit()`` builds everything from the config (data, tokenizer, encoder, heads). Pass
     ``model`` / ``tokenizer`` to use your own objects. ``callbacks``: functions ``fn(event, record, trainer)``
@@ -235,7 +210,6 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, model=None, tokenizer=None,
                  callbacks: list[Callable] | None = None, verbose: bool = True):
-        from mtkit.device import get_device, seed_everything
         if isinstance(config, dict):
             config = TrainConfig.from_dict(config)
         self.config = config
@@ -244,9 +218,8 @@ class Trainer:
         self.device = get_device(None if config.device == "auto" else config.device, verbose=verbose)
         seed_everything(config.seed, deterministic=config.deterministic)
         self.output_dir = Path(config.output_dir)
-        self.implementations = None  # a learner's pieces (mtkit.implementations), checked before anything else
+        self.implementations = None  # a learner's pieces (mtkit.exercises.implementations), checked before anything else
         if config.implementations is not None:
-            from mtkit.implementations import load
             self.implementations = load(config)  # raises ImplementationError with the failing check's message
             if verbose:
                 hooks = self.implementations.hooks
@@ -258,17 +231,14 @@ class Trainer:
 
         specs = [t.task_spec(config.source) for t in config.tasks]
         self.data_dir = resolve_data_dir(config, specs)
-        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(config)
+        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(config.encoder, config.tokenizer)
         self.tasks: dict[str, TaskData] = self._load_tasks(specs)
         if model is None:
-            from mtkit.multitask import build_model
-            model = build_model(config, [d.spec for d in self.tasks.values()], encoder=build_encoder(config))
+            model = build_model(config, [d.spec for d in self.tasks.values()], encoder=build_encoder(config.encoder, config.encoder_dropout))
         self.model = model.to(self.device)
         if self.implementations is not None:
-            from mtkit.implementations import install
             install(self.model, self.implementations.hooks)
 
-        from mtkit.task_schedules import make_task_schedule
         try:
             self.schedule = make_task_schedule(config.schedule, **config.schedule_options)
         except ValueError as err:
@@ -297,8 +267,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ data
     def _load_tasks(self, specs) -> dict[str, TaskData]:
-        from mtkit.data.batching import EncodedDataset
-        from mtkit.data.tasks import load_split
         config = self.config
         out = {}
         for options, spec in zip(config.tasks, specs):
@@ -339,7 +307,6 @@ class Trainer:
         cycle) only, so a resumed run sees the same order. ``cycle`` > 0 when a schedule re-samples a small task."""
         key = (task, epoch, cycle)
         if key not in self._batch_cache:
-            from mtkit.data.batching import BucketBatchSampler
             data = self.tasks[task]
             generator = torch.Generator().manual_seed(derive_seed(self.config.seed, task, epoch, cycle))
             if self.config.bucketing:
@@ -364,7 +331,6 @@ class Trainer:
 
     @staticmethod
     def _collate(data: TaskData, dataset, indices: list[int]) -> dict:
-        from mtkit.data.batching import Collator
         collator = Collator(dataset.pad_token_id, dataset.layout, dataset.label_dtype)
         return collator([dataset[i] for i in indices])
 
@@ -385,7 +351,6 @@ class Trainer:
         c = self.config
         if c.fine_tune_mode != "two-stage":
             return [{"mode": c.fine_tune_mode, "lr": c.lr, "first_epoch": 0, "epochs": c.epochs}]
-        from mtkit.optim import TwoStagePlan
         plan = TwoStagePlan(head_epochs=int(c.fine_tune_options.get("stage1_epochs", 1)),
                             head_lr=float(c.fine_tune_options.get("stage1_lr", 1e-3)), full_lr=c.lr)
         if plan.head_epochs >= c.epochs:
@@ -407,7 +372,6 @@ class Trainer:
 
     def _enter_stage(self, index: int) -> None:
         """Set the fine-tune mode and build a fresh optimizer, lr schedule and surgery for stage ``index``."""
-        from mtkit.optim import make_scheduler
         config = self.config
         stage = self.stages()[index]
         self.stage = index
@@ -434,7 +398,6 @@ class Trainer:
             return None
         if len(self.tasks) < 2 and config.surgery == "none":
             return None
-        from mtkit.surgery import GradientSurgery
         options = dict(config.surgery_options)
         surgery = GradientSurgery(shared, list(self.tasks), method=config.surgery, main_task=options.get("main_task"),
                                   aux_weight=options.get("aux_weight", 0.3), reduction=options.get("reduction", "sum"),
@@ -496,7 +459,7 @@ class Trainer:
     def _loop(self) -> bool:
         """The epochs; returns True when max_steps stopped the run early."""
         config = self.config
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # imported here: tqdm is needed only when a progress bar is shown
         while self.epoch < config.epochs:
             stage = self._stage_of(self.epoch)
             if self.optimizer is None or stage != self.stage:
@@ -640,7 +603,6 @@ class Trainer:
 
     def _loss_weights(self) -> dict[str, float]:
         """Loss weight per task: the task's ``weight`` times main + auxiliary weighting (``loss_weights``)."""
-        from mtkit.task_schedules import main_aux
         weights = {name: float(d.options.weight) for name, d in self.tasks.items()}
         if self.config.loss_weights:
             options = dict(self.config.loss_weights)
@@ -660,7 +622,6 @@ class Trainer:
     @torch.no_grad()
     def predict_dataset(self, task: str, dataset) -> tuple[list[str], np.ndarray]:
         """Predictions (in label space) for every example of ``dataset``, in its order."""
-        from mtkit.data.batching import BucketBatchSampler
         data = self.tasks[task]
         self.model.eval()
         size = self.config.eval_batch_size or 2 * data.batch_size
@@ -676,7 +637,6 @@ class Trainer:
 
     def evaluate(self, split: str = "dev") -> dict:
         """Dev metrics of every task: ``{"metrics": task -> {...}, "scores": task -> score, "overall": x}``."""
-        from mtkit.metrics import evaluate_task
         if split != "dev":
             raise ValueError("evaluate() scores the dev split (test files have no labels); use predict() for test.")
         start = time.perf_counter()
@@ -814,7 +774,7 @@ class Trainer:
         if self.verbose:
             print(message)
         else:
-            logging.getLogger("mtkit.trainer").warning(message)
+            logging.getLogger("mtkit.train.trainer").warning(message)
 
     # ------------------------------------------------------------------------------------------------ outputs
     def load_best(self) -> None:
@@ -826,8 +786,6 @@ class Trainer:
 
     def predict(self, task: str, split: str = "test") -> tuple[list[str], np.ndarray]:
         """Predictions of the current model for one task and the whole of a split ("dev" or "test")."""
-        from mtkit.data.batching import EncodedDataset
-        from mtkit.data.tasks import load_split
         data = self.tasks[task]
         limited = (data.options.dev_limit or self.config.dev_limit) is not None
         if split == "dev" and data.dev is not None and not limited:
@@ -846,7 +804,6 @@ class Trainer:
 
     def write_best_predictions(self) -> dict[str, Path]:
         """Dev and test predictions of the best model in the CS224N submission format; returns their paths."""
-        from mtkit.metrics import write_predictions
         self.load_best()
         written = {}
         for name, data in self.tasks.items():
@@ -873,7 +830,6 @@ class StopTraining(Exception):
 def apply_fine_tune_mode(model, mode: str) -> str:
     """``full-model``: everything trains; ``last-linear-layer``: the encoder is frozen and only heads train
     (``mtkit.optim.apply_finetune_mode``)."""
-    from mtkit.optim import apply_finetune_mode
     return apply_finetune_mode(model, mode)
 
 
@@ -882,8 +838,6 @@ def build_optimizer(model, config: TrainConfig, lr: float, head_lr: float | None
     """AdamW over parameter groups: layer-wise lr decay when ``llrd_decay`` is set, no weight decay on biases and
     LayerNorm, heads at ``head_lr`` (default ``lr``). ``step_fn``: a learner's ``adamw_step`` that mtkit's AdamW
     runs instead of its own update (``implementations``)."""
-    from mtkit.optim import AdamW
-    from mtkit.optim.llrd import layerwise_lr_groups
     decay = config.llrd_decay if config.llrd_decay is not None else 1.0
     groups = layerwise_lr_groups(model, lr=lr, decay=decay, weight_decay=config.weight_decay,
                                  head_lr=head_lr).groups  # head_lr: only the heads (the top layer is depth 0 too)
@@ -936,11 +890,6 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"):
 
     Returns ``(model, config, meta, tokenizer)``; nothing is unpickled.
     """
-    from mtkit.bert import BertModel
-    from mtkit.config import BertConfig
-    from mtkit.data.tasks import TaskSpec
-    from mtkit.multitask import build_model
-    from mtkit.tokenizer import Tokenizer
     folder = resolve(path, prefer="best")
     checkpoint = read_checkpoint(folder)
     config = TrainConfig.from_dict(checkpoint.config, source=str(folder / "config.json"))
@@ -950,5 +899,5 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"):
     model = build_model(config, specs, encoder=encoder)
     model.load_state_dict(checkpoint.model)
     model.to(device).eval()
-    tokenizer = Tokenizer.from_pretrained(folder) if (folder / "vocab.txt").is_file() else build_tokenizer(config)
+    tokenizer = Tokenizer.from_pretrained(folder) if (folder / "vocab.txt").is_file() else build_tokenizer(config.encoder, config.tokenizer)
     return model, config, meta, tokenizer

@@ -58,9 +58,9 @@ class Case:
 
 
 CASES = [
-    Case("09_gradient_surgery.ipynb", "conflict explorer (mtkit.widgets.ConflictExplorer)",
+    Case("09_gradient_surgery.ipynb", "conflict explorer (mtkit.teach.widgets.ConflictExplorer)",
          (r"^task pair", r"^layers")),
-    Case("03_attention_and_minbert.ipynb", "attention-map viewer (mtkit.attention_viewer.AttentionViewer)",
+    Case("03_attention_and_minbert.ipynb", "attention-map viewer (mtkit.teach.attention_viewer.AttentionViewer)",
          (r"^sentence", r"^layer", r"^head")),
 ]
 
@@ -353,11 +353,11 @@ def declared_parameters(nb) -> tuple[int, set[str]]:
 
 def inject_parameters(path: Path, results_dir: Path, profile: str = UI_PROFILE) -> dict:
     """Rewrite the notebook copy at ``path`` the way papermill does: a cell tagged ``injected-parameters``
-    right after the ``parameters`` cell. ``profile`` is one of mtkit.notebook_runner.PROFILES: ``small`` (the
+    right after the ``parameters`` cell. ``profile`` is one of mtkit.teach.notebook_runner.PROFILES: ``small`` (the
     default here: tiny subsets on the demo set, so the suite checks the widgets within its time budget) or
     ``demo`` (the notebook's own defaults, what a learner runs). ``results_dir`` always points to a temporary
     folder, so the run writes nothing into the repository. Returns the injected values."""
-    from mtkit.notebook_runner import profile_parameters
+    from mtkit.teach.notebook_runner import profile_parameters
 
     nb = nbformat.read(path, as_version=4)
     index, names = declared_parameters(nb)
@@ -368,7 +368,7 @@ def inject_parameters(path: Path, results_dir: Path, profile: str = UI_PROFILE) 
         wanted["data_dir"] = "demo"
     wanted["results_dir"] = str(results_dir)
     values = {k: v for k, v in wanted.items() if k in names}
-    cell = nbformat.v4.new_code_cell("# Parameters injected by tests/ui (profile %r)\n" % profile
+    cell = nbformat.v4.new_code_cell(f"# Parameters injected by tests/ui (profile {profile!r})\n"
                                      + "".join(f"{k} = {v!r}\n" for k, v in values.items()))
     cell.metadata["tags"] = ["injected-parameters"]
     nb.cells.insert(index + 1, cell)

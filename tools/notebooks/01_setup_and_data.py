@@ -54,7 +54,7 @@ import pandas as pd
 import torch
 
 import mtkit
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.teach.notebook_runner import data_source, save_results
 
 print(f"mtkit {mtkit.__version__}, torch {torch.__version__}")
 mtkit.seed_everything(seed)
@@ -126,7 +126,7 @@ with pd.option_context("display.max_colwidth", 80):
 # than the label counts. For STS, a constant prediction has no correlation at all (Pearson 0).
 
 # %%
-from mtkit.metrics import accuracy
+from mtkit.eval.metrics import accuracy
 
 def labels(examples):
     return [ex.label for ex in examples]
@@ -169,7 +169,7 @@ plt.show()
 # A pair in the bi-encoder layout is two sequences, one per sentence.
 
 # %%
-from mtkit.tokenizer import Tokenizer
+from mtkit.model.tokenizer import Tokenizer
 
 tokenizer = Tokenizer.from_pretrained(encoder)
 lengths = {

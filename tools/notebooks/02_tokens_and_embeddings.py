@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 import mtkit
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.teach.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -49,7 +49,7 @@ source = data_source(data_dir)
 # WordPiece model (greedy longest-match against `vocab.txt`), and a template that adds `[CLS]` and `[SEP]`.
 
 # %%
-from mtkit.tokenizer import Tokenizer
+from mtkit.model.tokenizer import Tokenizer
 
 tokenizer = Tokenizer.from_pretrained(encoder)
 print(f"vocabulary: {tokenizer.vocab_size:,} pieces; longest sequence the model accepts: "
@@ -138,7 +138,7 @@ if transformers is not None:
 # why BERT cannot read longer sequences.
 
 # %%
-from mtkit.bert import BertModel
+from mtkit.model.bert import BertModel
 
 model = BertModel.from_pretrained(encoder).to(device).eval()
 emb = model.embeddings

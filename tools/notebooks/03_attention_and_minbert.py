@@ -43,8 +43,8 @@ import numpy as np
 import torch
 
 import mtkit
-from mtkit.checks import Workbook
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.exercises.checks import Workbook
+from mtkit.teach.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -91,15 +91,15 @@ layer_forward = book.check("transformer_layer")
 # %% [markdown]
 # ## Your layers, the pretrained weights, the whole encoder
 #
-# minBERT (`mtkit.bert.BertModel`) loads the pretrained checkpoint. Its parameter names follow the paper's
-# figure (`layers.3.attention.query.weight`), not Hugging Face's; `mtkit.weights` maps one to the other and
+# minBERT (`mtkit.model.bert.BertModel`) loads the pretrained checkpoint. Its parameter names follow the paper's
+# figure (`layers.3.attention.query.weight`), not Hugging Face's; `mtkit.model.pretrained` maps one to the other and
 # refuses anything it cannot place. Run the embeddings, then *your* `layer_forward` with *your* `attention`
 # for every layer, and compare with the model's own forward pass on a padded batch of real sentences.
 
 # %%
-from mtkit.bert import BertModel
+from mtkit.model.bert import BertModel
 from mtkit.data import default_tasks, load_split
-from mtkit.tokenizer import Tokenizer
+from mtkit.model.tokenizer import Tokenizer
 
 tokenizer = Tokenizer.from_pretrained(encoder)
 model = BertModel.from_pretrained(encoder, attention="explicit").to(device).eval()
@@ -171,7 +171,7 @@ if transformers is not None:
 # when a head has nothing to do), heads that spread broadly.
 
 # %%
-from mtkit.attention_viewer import AttentionViewer, attention_maps, plot_attention, plot_attention_heads
+from mtkit.teach.attention_viewer import AttentionViewer, attention_maps, plot_attention, plot_attention_heads
 
 sentence = texts[0]
 maps = attention_maps(model, tokenizer, sentence)
@@ -215,7 +215,7 @@ plt.show()
 #
 # Move the sliders to browse every layer and head (head -1 is the mean over heads), and pick another sentence
 # or a sentence *pair* (watch how tokens of one sentence attend to the other). The viewer redraws with
-# `mtkit.attention_viewer.plot_attention`, the function used above.
+# `mtkit.teach.attention_viewer.plot_attention`, the function used above.
 
 # %% tags=["nbval-ignore-output"]
 para = default_tasks()[1]

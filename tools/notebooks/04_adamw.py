@@ -41,8 +41,8 @@ import torch
 from tqdm.auto import tqdm
 
 import mtkit
-from mtkit.checks import Workbook
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.exercises.checks import Workbook
+from mtkit.teach.notebook_runner import data_source, save_results
 from mtkit.optim import AdamW
 
 mtkit.seed_everything(seed)
@@ -315,10 +315,10 @@ loss_scales.map(lambda loss: "diverged" if loss == float("inf") else f"{loss:.1e
 # torch's, from the same initial weights and the same batches.
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.bert import BertModel
+from mtkit.model.bert import BertModel
 from mtkit.data import default_task, load_split
-from mtkit.pooling import mean_pool
-from mtkit.tokenizer import Tokenizer
+from mtkit.model.pooling import mean_pool
+from mtkit.model.tokenizer import Tokenizer
 
 sst = default_task("sst")
 train, _ = load_split(sst, source.path, "train")

@@ -44,9 +44,9 @@ import seaborn as sns
 import torch
 
 import mtkit
-from mtkit.notebook_runner import data_source, save_results
-from mtkit.train_config import TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.teach.notebook_runner import data_source, save_results
+from mtkit.train.config import TrainConfig
+from mtkit.train.trainer import Trainer
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -56,7 +56,7 @@ workdir = Path(tempfile.mkdtemp(prefix="mtkit-05-"))  # checkpoints of this note
 # %% [markdown]
 # ## The model: encoder, pooling, head
 #
-# `mtkit.train_config.TrainConfig` describes a run; every choice of the reports is a field (notebook 07 shows
+# `mtkit.train.config.TrainConfig` describes a run; every choice of the reports is a field (notebook 07 shows
 # them all). Here: one task (`sst`), mean pooling, the default sentiment head. `Trainer(config)` builds the data,
 # the tokenizer, the encoder and the heads.
 
@@ -125,7 +125,7 @@ for mode, lr in (("last-linear-layer", lr_head), ("full-model", lr_full)):
 # The majority baseline (always predict the most frequent training class) is the score to beat:
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.metrics import accuracy, confusion_matrix, macro_f1
+from mtkit.eval.metrics import accuracy, confusion_matrix, macro_f1
 
 train_labels = [ex.label for ex in runs["full-model"].tasks["sst"].train.examples]
 dev_labels = [ex.label for ex in runs["full-model"].tasks["sst"].dev.examples]
@@ -196,13 +196,13 @@ print(f"{errors} errors, of which {off_by_one} ({off_by_one / max(errors, 1):.0%
 # for every parameter, and the head reads your `mean_pool`. Before the first step each piece goes through its
 # check against mtkit, and the trainer refuses one that does not pass, with the check's message
 # (`implementations="exercises"` in a config or `mtkit train`). In a notebook,
-# `mtkit.implementations.choose` is more forgiving: it takes yours where it passes and the worked answer where it
+# `mtkit.exercises.implementations.choose` is more forgiving: it takes yours where it passes and the worked answer where it
 # does not (yet), and says which. Your functions compute the eval-mode forward, so this encoder trains without
 # dropout.
 
 # %%
 from mtkit.exercises import resolve_source
-from mtkit.implementations import choose
+from mtkit.exercises.implementations import choose
 
 learner = resolve_source(implementations)  # whose code: your exercises/ unless told otherwise
 capstone = config_for("full-model", lr_full).replace(max_steps=yours_steps, eval_every=yours_steps,

@@ -41,8 +41,8 @@ import pandas as pd
 import torch
 
 import mtkit
-from mtkit.checks import Workbook
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.exercises.checks import Workbook
+from mtkit.teach.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -65,9 +65,9 @@ mean_pool = book.check("mean_pooling")  # yours if it passes, else the worked an
 # vector does not change; averaging over every position would mix in the padding's vectors.
 
 # %%
-from mtkit.bert import BertModel
-from mtkit.pooling import pool
-from mtkit.tokenizer import Tokenizer
+from mtkit.model.bert import BertModel
+from mtkit.model.pooling import pool
+from mtkit.model.tokenizer import Tokenizer
 
 tokenizer = Tokenizer.from_pretrained(encoder)
 model = BertModel.from_pretrained(encoder).to(device).eval()
@@ -133,7 +133,7 @@ def encode(texts, mode):
         out.append(pool(h, m, mode).float().cpu())
     return torch.cat(out)
 
-from mtkit.metrics import pearson
+from mtkit.eval.metrics import pearson
 
 gold = np.array([ex.label for ex in sts_dev])
 zero_shot, cosines = {}, {}
@@ -179,8 +179,8 @@ pair_features = book.check("pair_features")
 # | similarity | bi-encoder | $[u; v]$, linear regression | MSE | A |
 
 # %%
-from mtkit.train_config import TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.train.config import TrainConfig
+from mtkit.train.trainer import Trainer
 
 setups = {
     "para, bi-encoder [u; v; |u-v|]": {"para": {"head": "bi_encoder", "head_options": {"features": ["u", "v", "|u-v|"]},

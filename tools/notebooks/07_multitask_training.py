@@ -24,7 +24,7 @@ batch_size = 16
 max_length = 64
 seed = 0
 results_dir = None
-schedule = "round-robin"  # the schedule of the training run below (any of mtkit.task_schedules.SCHEDULES)
+schedule = "round-robin"  # the schedule of the training run below (any of mtkit.train.schedules.SCHEDULES)
 lr = 5e-5
 head_lr = 1e-3
 eval_every = 13        # optimizer steps between dev evaluations (for the curves)
@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 import mtkit
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.teach.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -57,7 +57,7 @@ workdir = Path(tempfile.mkdtemp(prefix="mtkit-07-"))
 # imbalance every schedule has to deal with; none of this needs the files.
 
 # %%
-from mtkit.task_schedules import count_batches, make_task_schedule
+from mtkit.train.schedules import count_batches, make_task_schedule
 
 sizes = {"sst": 1068, "para": 17675, "sts": 755}  # CS224N training batches per epoch at batch size 8
 schedules = {
@@ -103,7 +103,7 @@ plt.show()
 # sentiment as the *main* task and the others as *auxiliary* with $\lambda = 0.3$:
 
 # %%
-from mtkit.task_schedules import TaskWeights, main_aux
+from mtkit.train.schedules import TaskWeights, main_aux
 
 weights = main_aux("sst", aux_weight=0.3, tasks=["sst", "para", "sts"])
 print(weights, "->", weights.as_dict(["sst", "para", "sts"]))
@@ -121,8 +121,8 @@ print(f"equal weights:    1.2 + 0.6 + 2.0 = {TaskWeights().weighted_sum(losses).
 # kind, see `docs/HEADS_AND_LOSSES.md`), and `build_model` assembles one encoder and a `ModuleDict` of heads.
 
 # %%
-from mtkit.train_config import TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.train.config import TrainConfig
+from mtkit.train.trainer import Trainer
 
 config = TrainConfig(encoder=encoder, data_dir=str(source.path), tasks=["sst", "para", "sts"], schedule=schedule,
                      lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, max_length=max_length,
@@ -178,7 +178,7 @@ for ax in axes:
 plt.show()
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.metrics import overall_score
+from mtkit.eval.metrics import overall_score
 
 best = result.best
 table = pd.DataFrame({t: {"metric": m, "dev score": best["scores"][t]}

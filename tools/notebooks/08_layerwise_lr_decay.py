@@ -47,8 +47,8 @@ import pandas as pd
 import torch
 
 import mtkit
-from mtkit.checks import Workbook
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.exercises.checks import Workbook
+from mtkit.teach.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -66,8 +66,8 @@ workdir = Path(tempfile.mkdtemp(prefix="mtkit-08-"))
 
 # %%
 from mtkit.optim import layerwise_lr_groups
-from mtkit.train_config import TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.train.config import TrainConfig
+from mtkit.train.trainer import Trainer
 
 def config_for(decay, name="run", tasks=("sst", "para", "sts")):
     return TrainConfig(encoder=encoder, data_dir=str(source.path), tasks=list(tasks), lr=lr,
@@ -113,7 +113,7 @@ print(papers.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"
 #
 # ## Exercise: build the groups yourself
 #
-# Write `llrd_param_groups(model, lr, decay, weight_decay)` in `exercises/llrd.py`. Use `mtkit.bert.depth_of`
+# Write `llrd_param_groups(model, lr, decay, weight_decay)` in `exercises/llrd.py`. Use `mtkit.model.bert.depth_of`
 # for the depth and `mtkit.optim.llrd.uses_weight_decay` for the no-decay rule; how you bundle parameters into
 # groups is up to you. The check compares every parameter's lr and weight decay with mtkit's, checks that each
 # trainable parameter is in exactly one group and frozen ones in none, and that an unknown parameter is an
@@ -168,7 +168,7 @@ plt.show()
 # \lVert W_\text{before} \rVert$.
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.bert import block_of
+from mtkit.model.bert import block_of
 
 pretrained = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
 

@@ -45,8 +45,8 @@ import torch
 from IPython.display import display
 
 import mtkit
-from mtkit.checks import Workbook
-from mtkit.notebook_runner import data_source, save_results
+from mtkit.exercises.checks import Workbook
+from mtkit.teach.notebook_runner import data_source, save_results
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -58,11 +58,11 @@ workdir = Path(tempfile.mkdtemp(prefix="mtkit-09-"))
 #
 # Two task gradients in the plane. When the angle between them is over 90° they conflict: each is projected onto
 # the line normal to the other (dotted), and the PCGrad update (green) no longer works against either task.
-# Move the sliders (`mtkit.widgets.ProjectionToy`; the computation is `mtkit.surgery.pcgrad` itself). Below it,
+# Move the sliders (`mtkit.teach.widgets.ProjectionToy`; the computation is `mtkit.surgery.pcgrad` itself). Below it,
 # the figure for the starting position, for readers without a running kernel (run the cells in order).
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.widgets import ProjectionToy
+from mtkit.teach.widgets import ProjectionToy
 
 toy = ProjectionToy(angle_1=10, angle_2=140, length_2=1.5)
 toy.widget
@@ -113,8 +113,8 @@ gradient_cosine = book.check("gradient_cosine")
 # %%
 from mtkit.data import make_loader
 from mtkit.surgery.pcgrad import gram_matrix, pcgrad_weights, visit_orders
-from mtkit.train_config import TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.train.config import TrainConfig
+from mtkit.train.trainer import Trainer
 
 def config_for(surgery, name):
     return TrainConfig(encoder=encoder, data_dir=str(source.path), tasks=["sst", "para", "sts"], schedule="equal",
@@ -176,7 +176,7 @@ for surgery in ("none", "pcgrad"):
 # The cosine between two tasks' gradients for every block (rows) and step (columns); red is conflict:
 
 # %%
-from mtkit import plots
+from mtkit.teach import plots
 
 frame = telemetry["pcgrad"]
 fig = plots.plot_conflict_heatmap(frame, pair=("sst", "sts"))
@@ -193,10 +193,10 @@ display(plots.plot_conflict_rate(frame, window=5))
 #
 # Pick a run, a task pair, a group of blocks, a step range and a view: the heatmap, the conflict rate, the
 # gradient-norm ratio (does one task's gradient dwarf the others?), or a comparison of the two runs
-# (`mtkit.widgets.ConflictExplorer`, over the `mtkit.plots` functions used above).
+# (`mtkit.teach.widgets.ConflictExplorer`, over the `mtkit.teach.plots` functions used above).
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.widgets import ConflictExplorer
+from mtkit.teach.widgets import ConflictExplorer
 
 explorer = ConflictExplorer({"pcgrad": telemetry["pcgrad"], "none": telemetry["none"]})
 explorer.widget

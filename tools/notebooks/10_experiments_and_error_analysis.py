@@ -48,9 +48,9 @@ import torch
 
 import mtkit
 from mtkit.exercises import find_root
-from mtkit.notebook_runner import data_source, save_results
-from mtkit.train_config import TrainConfig
-from mtkit.trainer import Trainer
+from mtkit.teach.notebook_runner import data_source, save_results
+from mtkit.train.config import TrainConfig
+from mtkit.train.trainer import Trainer
 
 mtkit.seed_everything(seed)
 device = mtkit.get_device(device)
@@ -148,14 +148,14 @@ plt.show()
 # %% [markdown]
 # ## Ensembles
 #
-# Report E averaged several models. `mtkit.ensemble.Ensemble` averages the members' raw outputs per task
+# Report E averaged several models. `mtkit.train.ensemble.Ensemble` averages the members' raw outputs per task
 # (logits, scores) before deciding, converting to a common scale (probabilities) when the members' heads
 # differ, as here. An ensemble of the five runs:
 
 # %% tags=["nbval-ignore-output"]
 from mtkit.data import default_task, load_split
-from mtkit.ensemble import Ensemble, Member
-from mtkit.metrics import evaluate_task, overall_score
+from mtkit.train.ensemble import Ensemble, Member
+from mtkit.eval.metrics import evaluate_task, overall_score
 
 dev = {t: load_split(default_task(t), source.path, "dev")[0] for t in ("sst", "para", "sts")}
 dev = {t: (ex[:dev_limit] if dev_limit else ex) for t, ex in dev.items()}  # the dev examples the runs were scored on
@@ -193,7 +193,7 @@ plt.show()
 # the scale: predictions squeezed around the mean still score well if they are in the right *order*.
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.metrics import confusion_matrix
+from mtkit.eval.metrics import confusion_matrix
 
 cm = confusion_matrix(preds["sst"].astype(int), gold["sst"].astype(int), num_labels=5)
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")

@@ -101,7 +101,7 @@ class LossWeighting:
         if state:
             raise ValueError(f"{self.name}: this weighting keeps no state; got keys {sorted(state)}.")
 
-    def to(self, device) -> "LossWeighting":
+    def to(self, device) -> LossWeighting:
         """Move tensors and parameters held by the weighting to ``device`` (parameters keep their identity)."""
         for key, value in vars(self).items():
             if isinstance(value, torch.nn.Parameter):

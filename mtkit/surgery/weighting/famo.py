@@ -72,7 +72,7 @@ class FAMO(LossWeighting):
         self.logits.grad = grad.to(self.logits.dtype)
         self.optimizer.step()
 
-    def to(self, device) -> "FAMO":
+    def to(self, device) -> FAMO:
         return self  # the logits live on the CPU: K numbers, updated once a step
 
     def state_dict(self) -> dict:
