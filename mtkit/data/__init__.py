@@ -6,6 +6,8 @@ the demo set) -> ``load_split(spec, folder, split)`` reads one file into example
 
 Taught in notebooks/01_setup_and_data.ipynb.
 """
+import importlib
+
 from mtkit.data.batching import BucketBatchSampler, Collator, EncodedDataset, make_loader, padding_stats
 from mtkit.data.readers import (
     DataFormatError,
@@ -34,6 +36,5 @@ _LAZY = {"demo_data_dir": "demo", "write_demo_data": "demo", "FetchError": "fetc
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
         return getattr(importlib.import_module(f"mtkit.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'mtkit.data' has no attribute {name!r}")
