@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from mtkit.exercises import checks, load_module
 from mtkit.exercises.checks import CheckFailure
+from mtkit.exercises.checks.pcgrad import _reference_pcgrad_rows as reference_pcgrad_rows
 
 SOL = {name: load_module(name, "solutions") for name in checks.EXERCISES}
 
@@ -384,7 +385,7 @@ def test_pcgrad_reference_matches_a_plain_loop_written_here():
             if dot < 0:
                 g = g - dot / float(grads[j] @ grads[j]) * grads[j]
         rows.append(g)
-    assert torch.allclose(checks._reference_pcgrad_rows(grads, orders), torch.stack(rows), atol=1e-12)
+    assert torch.allclose(reference_pcgrad_rows(grads, orders), torch.stack(rows), atol=1e-12)
 
 
 def test_gradient_cosine_mistakes_are_named():

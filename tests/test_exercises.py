@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mtkit import exercises as ex
+from mtkit.exercises import generator as generate_module
 from mtkit.exercises import in_ci, is_pristine
 from mtkit.exercises.checks import EXERCISES, check_exercise
 
@@ -217,7 +218,7 @@ def test_check_mode_calls_an_edited_exercise_yours_outside_ci_and_a_problem_in_c
     (out / "s.py").write_text((out / "s.py").read_text().replace("raise NotImplementedError()", "return 0", 1))
     monkeypatch.delenv("CI", raising=False)
     report = ex.generate(sol, out, check=True)
-    assert report.ok and report.yours == [ex._display(out / "s.py")] and len(report.unchanged) == 1
+    assert report.ok and report.yours == [generate_module._display(out / "s.py")] and len(report.unchanged) == 1
     assert "1 yours, not checked for sync" in str(report)
     assert ex.main([str(sol), str(out), "--check"]) == 0
     assert "yours, not checked for sync" in capsys.readouterr().out

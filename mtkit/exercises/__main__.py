@@ -1,4 +1,4 @@
 """``python -m mtkit.exercises solutions exercises``: regenerate exercises/ from solutions/."""
-from mtkit.exercises.generate import main
+from mtkit.exercises.generator import main
 
 raise SystemExit(main())

@@ -40,12 +40,12 @@ Taught in notebooks/05_sentiment_finetuning.ipynb (the last section: your minBER
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-from mtkit.exercises.checks import Workbook
-from mtkit.exercises.checks import EXERCISES
-from mtkit.exercises.sources import resolve_source
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mtkit.exercises.checks import EXERCISES, Workbook
+from mtkit.exercises.sources import resolve_source
 
 __all__ = ["COMPONENTS", "Component", "Hooks", "ImplementationError", "Implementations", "parse", "used_components",
            "load", "choose", "install"]

@@ -42,12 +42,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
-import importlib.util
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from mtkit.exercises.sources import in_ci
 
 __all__ = ["BEGIN", "END", "ExerciseError", "make_exercise", "solution_lines", "leaked_lines", "generate",
