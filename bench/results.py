@@ -570,8 +570,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mtkit.teach.notebook_runner import machine_line, replace_marked_section
     from mtkit.util.device import get_device
+    from mtkit.util.report import machine_line, replace_marked_section
     if args.threads:
         torch.set_num_threads(args.threads)
     protocol = PROTOCOLS[args.protocol]

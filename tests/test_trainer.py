@@ -210,7 +210,7 @@ def test_single_task_custom_dataset_writes_predictions(demo, tmp_path):
 
 
 def test_autocast_is_off_on_cpu():
-    from mtkit.train.trainer import _autocast
+    from mtkit.util.device import autocast as _autocast
     with _autocast(torch.device("cpu"), True):
         assert not torch.is_autocast_enabled()
 

@@ -209,3 +209,11 @@ def find_data_dir(explicit: str | Path | None = None, allow_demo: bool = True,
     if verbose:
         print(f"[mtkit] data: {source.description}")
     return source
+
+
+def resolve_data_dir(data_dir: str | Path | None, specs=None) -> Path:
+    """A run's ``data_dir`` as a folder: a folder, ``"demo"`` (the demo set, written once into the cache), or None
+    (searched, with ``specs`` the tasks it must hold). ``data_dir``: a folder, ``"demo"`` (the demo set, written once into the cache), or None (searched)."""
+    if data_dir == "demo":
+        return demo_data_dir()
+    return Path(find_data_dir(data_dir, tasks=specs).path)

@@ -111,9 +111,21 @@ def confusion_matrix(preds, labels, num_labels: int | None = None) -> np.ndarray
     return sk_confusion(y, p, labels=list(range(k)))
 
 
+def normalized_score(metric: str, value: float) -> float:
+    """A task's score on [0, 1]: correlations (Pearson, Spearman) go from [-1, 1] to [0, 1] as (r + 1) / 2."""
+    return (value + 1) / 2 if metric in ("pearson", "spearman") else value
+
+
+def overall_of(scores: dict[str, float], metrics: dict[str, str]) -> float:
+    """The mean of the tasks' normalised scores. With SST, Quora and STS this is the CS224N overall score
+    (sst_acc + para_acc + (sts_r + 1) / 2) / 3 (:func:`overall_score`)."""
+    values = [normalized_score(metrics[t], s) for t, s in scores.items()]
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
 def overall_score(sst: float, para: float, sts: float) -> float:
     """The project's single number: (SST accuracy + Quora accuracy + (STS Pearson + 1) / 2) / 3."""
-    return (sst + para + (sts + 1) / 2) / 3
+    return overall_of({"sst": sst, "para": para, "sts": sts}, {"sst": "accuracy", "para": "accuracy", "sts": "pearson"})
 
 
 def _kind_and_metric(task) -> tuple[str, str]:

@@ -42,18 +42,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shlex
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtkit.data.demo import demo_data_dir
-from mtkit.data.locate import DataSource, find_data_dir
+from mtkit.teach.kernels import (
+    _children_cpu_seconds,
+    _load_average,
+    kernel_environment,
+    kernel_manager_class,
+    unexpected_kernel_log,
+)
+from mtkit.teach.notebook_helpers import data_source, results_dir_default, save_results
+from mtkit.teach.notebook_summary import NotebookRun, summary_table, time_limit_failures, update_docs, write_summary
 from mtkit.util.paths import find_root
 
 __all__ = ["NOTEBOOKS", "PROFILES", "PROFILE_LIMITS", "data_source", "save_results", "results_dir_default",
@@ -127,80 +129,6 @@ PROFILE_LIMITS: dict[str, dict[str, float | None]] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------- notebook helpers
-def data_source(data_dir=None, verbose: bool = True):
-    """Which data a notebook uses, as a :class:`mtkit.data.locate.DataSource`.
-
-    ``"demo"``: mtkit's demo set; ``None``: the usual search (:func:`mtkit.data.locate.find_data_dir`:
-    $MTKIT_DATA, then the project's ``data/`` folder found from the project root, so a notebook running in
-    ``notebooks/`` finds what ``mtkit data fetch --dest ./data`` wrote from the root; else the demo set); a
-    folder: the CS224N files there (an error if they are missing). Prints one line saying which, naming the
-    folder used and why (without the machine-specific cache path for the demo set).
-    """
-    if isinstance(data_dir, str) and data_dir.strip().lower() == "demo":
-        source = DataSource(demo_data_dir(), "demo", "mtkit's demo set (synthetic; not the CS224N data)")
-    else:
-        source = find_data_dir(data_dir)
-    if verbose:
-        if source.kind == "demo":
-            print("Data: mtkit's demo set (synthetic sentences in the CS224N file formats; not the real data). "
-                  "Set data_dir to a folder with the CS224N files to use them.")
-        else:
-            print(f"Data: {source.description}")
-    return source
-
-
-def results_dir_default() -> Path:
-    """``<repository>/runs/notebooks/results`` when run from the repository, else a temporary folder."""
-    try:
-        return find_root() / "runs" / "notebooks" / "results"
-    except FileNotFoundError:
-        return Path(tempfile.gettempdir()) / "mtkit-notebook-results"
-
-
-def _plain(value):
-    """JSON-ready: numpy and torch scalars become Python numbers, paths strings."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        return value.item()
-    if isinstance(value, float) and value != value:
-        return None  # NaN is not JSON
-    return value
-
-
-def save_results(notebook: str, metrics: dict, results_dir=None, **meta) -> Path:
-    """Write ``<results_dir>/<notebook>.json``: ``{"notebook", "metrics", ...meta}``; returns the path.
-
-    Keep ``metrics`` small and flat (numbers, short strings): the runner puts them in its summary table.
-    """
-    folder = Path(results_dir) if results_dir else results_dir_default()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{notebook}.json"
-    record = {"notebook": notebook, "metrics": _plain(metrics)} | _plain(meta)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------- running
-@dataclass
-class NotebookRun:
-    name: str
-    status: str  # "ok" | "failed" | "skipped"
-    seconds: float
-    parameters: dict
-    output: str  # the executed notebook
-    results: dict | None = None  # the notebook's JSON
-    error: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
 def notebooks_dir() -> Path:
     return find_root() / "notebooks"
 
@@ -219,115 +147,6 @@ def profile_parameters(profile: str, notebook: str) -> dict:
         raise ValueError(f"unknown profile {profile!r}; use one of {sorted(PROFILES)}.")
     table = PROFILES[profile]
     return dict(table.get("*", {})) | dict(table.get(notebook, {}))
-
-
-def kernel_environment(exercise_source: str | None = None) -> dict:
-    """The environment notebook kernels run in: the inline matplotlib backend (MPLBACKEND unset, which the
-    Makefile sets to Agg for scripts) and widget callbacks that fail loudly. ``exercise_source`` sets
-    ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows (the committed outputs are
-    built with ``"solutions"``, see tools/build_notebooks.py)."""
-    env = dict(os.environ)
-    env.pop("MPLBACKEND", None)
-    env["MTKIT_WIDGET_ERRORS"] = "raise"
-    env.setdefault("PYTHONHASHSEED", "0")
-    if exercise_source is not None:
-        env["MTKIT_EXERCISE_SOURCE"] = exercise_source
-    return env
-
-
-# Lines a healthy kernel may write to its own log (its stderr), which the runner keeps in <out>/logs/ and does not
-# repeat on the console. jupyter_client interrupts a kernel (SIGINT) just before asking it to shut down; when the
-# signal lands while the kernel is still finishing its last message, ipykernel logs this, then shuts down normally.
-KNOWN_KERNEL_LOG_LINES = (
-    re.compile(r"^\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel\.?$"),
-)
-
-
-def kernel_manager_class(kernel_log: str | Path | None = None):
-    """The kernel manager class the runner's kernels start with (papermill passes it on to nbclient).
-
-    Where ZeroMQ supports it, the IPC transport: the kernel's five sockets are Unix sockets in a private temporary
-    folder (removed when the kernel shuts down), so no port is opened, two kernels started at the same moment
-    cannot race for the same ports, and ipykernel has no unencrypted TCP to warn about. Elsewhere (Windows), TCP
-    with CurveZMQ encryption when jupyter_client and the kernelspec support it, else plain TCP.
-
-    ``kernel_log``: a file that receives the kernel process's stderr (its own log, not the cells' output, which
-    goes into the notebook); None: the runner's stderr.
-    """
-
-    import zmq  # imported here: the kernel's transport, needed only when a kernel runs
-    from jupyter_client import AsyncKernelManager  # imported here: Jupyter is needed only when a kernel runs
-    from traitlets import CaselessStrEnum, default  # imported here: Jupyter is needed only when a kernel runs
-
-    ipc = zmq.has("ipc")
-    curve = not ipc and zmq.has("curve") and "transport_encryption" in AsyncKernelManager.class_trait_names()
-
-    class RunnerKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc" if ipc else "tcp", config=True)
-        _socket_dir = None
-        _log_handle = None
-
-        @default("ip")
-        def _ip_default(self) -> str:
-            if self.transport != "ipc":
-                return super()._ip_default()
-            # absolute and private: "kernel-ipc" (jupyter_client's default without a connection file) would put the
-            # sockets in the working directory, shared by every kernel started there
-            self._socket_dir = tempfile.mkdtemp(prefix="mtkit-kernel-")
-            return os.path.join(self._socket_dir, "kernel")
-
-        if curve:
-            @default("transport_encryption")
-            def _transport_encryption_default(self) -> str:
-                return "auto"  # keys provisioned when the kernelspec declares CurveZMQ support (ipykernel does)
-
-        async def _async_pre_start_kernel(self, **kw):
-            if kernel_log is not None and "stderr" not in kw:
-                Path(kernel_log).parent.mkdir(parents=True, exist_ok=True)
-                self._log_handle = open(kernel_log, "ab")  # kept across restarts, closed at the final cleanup
-                kw["stderr"] = self._log_handle
-            return await super()._async_pre_start_kernel(**kw)
-
-        async def _async_cleanup_resources(self, restart: bool = False) -> None:
-            await super()._async_cleanup_resources(restart=restart)
-            if not restart:
-                if self._socket_dir:
-                    shutil.rmtree(self._socket_dir, ignore_errors=True)
-                    self._socket_dir = None
-                if self._log_handle is not None:
-                    self._log_handle.close()
-                    self._log_handle = None
-
-        cleanup_resources = _async_cleanup_resources
-
-    return RunnerKernelManager
-
-
-def _children_cpu_seconds() -> float | None:
-    """CPU seconds (user + system) of the finished child processes, the notebooks' kernels (None off POSIX)."""
-    try:
-        import resource  # imported here: Unix only
-    except ImportError:
-        return None
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _load_average() -> float | None:
-    """The machine's 1-minute load average (None where the system has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def unexpected_kernel_log(path: str | Path) -> list[str]:
-    """The lines of a kernel's log that a healthy run does not write (``KNOWN_KERNEL_LOG_LINES`` left out)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [line for line in lines if line.strip() and not any(p.match(line) for p in KNOWN_KERNEL_LOG_LINES)]
 
 
 def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None = None,
@@ -416,129 +235,6 @@ def run_notebooks(out: str | Path, profile: str = "demo", data_dir: str | None =
         os.environ.clear()
         os.environ.update(saved_env)
     return runs
-
-
-def time_limit_failures(runs: list[NotebookRun], max_seconds: float | None) -> list[str]:
-    """One message per notebook that ran longer than ``max_seconds`` (none when the budget is None)."""
-    if max_seconds is None:
-        return []
-    return [f"{r.name} took {r.seconds:.1f} s, over the budget of {max_seconds:g} s per notebook"
-            + (" (it was retried after a timeout)" if r.extra.get("retried") else "")
-            for r in runs if r.status != "skipped" and r.seconds > max_seconds]
-
-
-# ---------------------------------------------------------------------------------------------- summaries
-def _format_metric(value) -> str:
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-    return str(value)
-
-
-def _metrics_text(results: dict | None, limit: int = 8) -> str:
-    if not results:
-        return ""
-    items = list(results.get("metrics", {}).items())
-    text = ", ".join(f"{k} {_format_metric(v)}" for k, v in items[:limit])
-    return text + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
-
-
-def machine_line() -> str:
-    """The machine in one line (system, Python, CPU cores, torch and its threads, GPU), for recorded results."""
-    import torch  # imported here: torch is heavy; this module works without it until here
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    cpu = f"{os.cpu_count()} CPU cores, torch {torch.__version__} using {torch.get_num_threads()} threads"
-    return (f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, {cpu}"
-            + (f", GPU {gpu}" if gpu else ", no GPU"))
-
-
-def environment_line(runs: list[NotebookRun]) -> str:
-    devices = sorted({(r.results or {}).get("device", "?") for r in runs if r.results})
-    return machine_line() + f"; notebooks ran on: {', '.join(devices) or '?'}"
-
-
-def replace_marked_section(doc: str | Path, begin: str, end: str, block: str, title: str) -> Path:
-    """Put ``begin + block + end`` into ``doc`` in place of the text between those markers (appended when they are
-    not there yet; a new file starts with ``title``), written atomically. Text outside the markers is kept."""
-    doc = Path(doc)
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else f"{title}\n"
-    block = f"{begin}\n{block}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(doc)
-    return doc
-
-
-def _cpu_text(value) -> str:
-    return "" if value is None else f"{value:.1f}"
-
-
-def summary_table(runs: list[NotebookRun]) -> str:
-    """Runtime (wall clock) and the kernel's CPU time per notebook: on a busy machine the runtime grows while the
-    CPU time stays about the same, so the pair tells a slow notebook from a loaded machine."""
-    lines = ["| notebook | status | runtime (s) | cpu (s) | data | key metrics |", "|---|---|---:|---:|---|---|"]
-    for r in runs:
-        data = (r.results or {}).get("data", "")
-        metrics = _metrics_text(r.results) if r.status == "ok" else (r.error or "")
-        lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {_cpu_text(r.extra.get('cpu_seconds'))} | {data} "
-                     f"| {metrics.replace('|', '/')} |")
-    total = sum(r.seconds for r in runs)
-    cpus = [r.extra.get("cpu_seconds") for r in runs]
-    cpu_total = _cpu_text(sum(cpus)) if cpus and None not in cpus else ""
-    lines.append(f"| **total** | {sum(r.status == 'ok' for r in runs)}/{len(runs)} ok | {total:.1f} | {cpu_total} | | |")
-    return "\n".join(lines)
-
-
-def write_summary(runs: list[NotebookRun], out: str | Path, profile: str, data_dir: str | None,
-                  max_seconds: float | None = None) -> tuple[Path, Path]:
-    out = Path(out)
-    over = time_limit_failures(runs, max_seconds)
-    record = {
-        "profile": profile,
-        "data_dir": data_dir or "demo",
-        "environment": environment_line(runs),
-        "total_seconds": round(sum(r.seconds for r in runs), 2),
-        "max_seconds": max_seconds,
-        "over_budget": over,
-        "notebooks": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 2),
-                       "cpu_seconds": None if r.extra.get("cpu_seconds") is None else round(r.extra["cpu_seconds"], 2),
-                       "load_average": r.extra.get("load"),
-                       "parameters": r.parameters, "output": r.output, "error": r.error,
-                       "results": r.results} for r in runs],
-    }
-    json_path = out / "summary.json"
-    json_path.write_text(json.dumps(_plain(record), indent=2) + "\n", encoding="utf-8")
-    md = [f"# Notebook run: profile `{profile}`, data `{'the CS224N files' if data_dir else 'demo set'}`", "",
-          f"Environment: {record['environment']}.", "", summary_table(runs), ""]
-    if max_seconds is not None:
-        md += [f"Budget: {max_seconds:g} s per notebook; "
-               + ("every notebook is within it." if not over else "over it: " + "; ".join(over) + "."), ""]
-    md_path = out / "summary.md"
-    md_path.write_text("\n".join(md), encoding="utf-8")
-    return json_path, md_path
-
-
-def update_docs(doc: str | Path, section: str, runs: list[NotebookRun], profile: str, data_dir: str | None,
-                command: str) -> Path:
-    """Write the summary table into ``doc`` between ``<!-- runner:begin SECTION -->`` and
-    ``<!-- runner:end SECTION -->`` (appended when the markers are not there yet)."""
-    begin, end = f"<!-- runner:begin {section} -->", f"<!-- runner:end {section} -->"
-    data = "the CS224N files" if data_dir else "mtkit's demo set"
-    block = "\n".join([
-        f"### {section}",
-        "",
-        f"Profile `{profile}` on {data}; written by `{command}` on {time.strftime('%Y-%m-%d')}.",
-        f"Environment: {environment_line(runs)}.",
-        "",
-        summary_table(runs),
-    ])
-    return replace_marked_section(doc, begin, end, block, "# Notebooks: runtimes and key metrics")
 
 
 def main(argv: list[str] | None = None) -> int:

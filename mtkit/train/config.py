@@ -33,6 +33,7 @@ from mtkit.data.tasks import TaskSpec, default_tasks
 from mtkit.exercises.implementations import parse
 from mtkit.tasks.multitask import cosine_range_problem, default_head_loss
 from mtkit.train.schedules import make_task_schedule
+from mtkit.util.jsonable import to_plain
 
 FINE_TUNE_MODES = ("full-model", "last-linear-layer", "two-stage")
 SELECTIONS = ("overall", "all-improve")
@@ -591,7 +592,7 @@ class TrainConfig:
             value = getattr(self, f.name)
             if f.name == "tasks":
                 value = [t.to_dict() for t in value]
-            out[f.name] = _plain(value)
+            out[f.name] = to_plain(value)
         return out
 
     def to_yaml(self, path: str | Path | None = None) -> str:
@@ -600,13 +601,3 @@ class TrainConfig:
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value

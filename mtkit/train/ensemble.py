@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from mtkit.data.batching import BucketBatchSampler, Collator, EncodedDataset
+from mtkit.data.locate import resolve_data_dir
 from mtkit.data.tasks import TaskSpec, load_split
-from mtkit.eval.metrics import evaluate_task, write_predictions
+from mtkit.eval.metrics import evaluate_task, overall_of, write_predictions
 from mtkit.train.checkpoint import resolve
-from mtkit.train.trainer import load_checkpoint_model, overall_of, resolve_data_dir
+from mtkit.train.trained_model import load_checkpoint_model
 
 __all__ = ["Member", "Ensemble"]
 
@@ -118,7 +119,7 @@ class Ensemble:
         """``data_dir``, else the folder the first member was trained on (found again the same way)."""
         member = self.members[0]
         config = member.config if data_dir is None else member.config.replace(data_dir=str(data_dir))
-        return resolve_data_dir(config, list(member.specs.values()))
+        return resolve_data_dir(config.data_dir, list(member.specs.values()))
 
     # ------------------------------------------------------------------------------------------------ outputs
     @torch.no_grad()

@@ -19,27 +19,15 @@ Taught in notebooks/07_multitask_training.ipynb (curves in 10_experiments_and_er
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+from mtkit.util.jsonable import to_plain
+
 TIME_KEYS = ("time", "step_seconds", "tokens_per_s", "eval_seconds", "epoch_seconds", "seconds")
 KINDS = ("step", "eval", "epoch", "event")
-
-
-def _json_value(value):
-    """JSON-safe plain values (non-finite floats become strings so the file stays standard JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "nan", "inf"
-    return value
 
 
 class History:
@@ -65,7 +53,7 @@ class History:
     def log(self, kind: str, **fields) -> dict:
         if kind not in KINDS:
             raise ValueError(f"history record kind must be one of {KINDS}, got {kind!r}.")
-        record = {"kind": kind, **_json_value(fields)}
+        record = {"kind": kind, **to_plain(fields, nonfinite="string")}
         self.records.append(record)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Device choice and seeding: the two things every notebook does first."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -53,3 +54,15 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generat
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.Generator().manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on a CUDA device when ``enabled`` (mixed precision), else nothing."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A batch with its tensors on ``device`` (non-blocking copies; other values as they are)."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -1,0 +1,120 @@
+"""The Jupyter kernels the notebook runner starts: their environment, their manager (IPC sockets, a private
+log) and what they cost (CPU seconds, load)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ['kernel_environment', 'KNOWN_KERNEL_LOG_LINES', 'kernel_manager_class', 'unexpected_kernel_log']
+
+
+def kernel_environment(exercise_source: str | None = None) -> dict:
+    """The environment notebook kernels run in: the inline matplotlib backend (MPLBACKEND unset, which the
+    Makefile sets to Agg for scripts) and widget callbacks that fail loudly. ``exercise_source`` sets
+    ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows (the committed outputs are
+    built with ``"solutions"``, see tools/build_notebooks.py)."""
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)
+    env["MTKIT_WIDGET_ERRORS"] = "raise"
+    env.setdefault("PYTHONHASHSEED", "0")
+    if exercise_source is not None:
+        env["MTKIT_EXERCISE_SOURCE"] = exercise_source
+    return env
+
+
+# Lines a healthy kernel may write to its own log (its stderr), which the runner keeps in <out>/logs/ and does not
+# repeat on the console. jupyter_client interrupts a kernel (SIGINT) just before asking it to shut down; when the
+# signal lands while the kernel is still finishing its last message, ipykernel logs this, then shuts down normally.
+KNOWN_KERNEL_LOG_LINES = (
+    re.compile(r"^\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel\.?$"),
+)
+
+
+def kernel_manager_class(kernel_log: str | Path | None = None):
+    """The kernel manager class the runner's kernels start with (papermill passes it on to nbclient).
+
+    Where ZeroMQ supports it, the IPC transport: the kernel's five sockets are Unix sockets in a private temporary
+    folder (removed when the kernel shuts down), so no port is opened, two kernels started at the same moment
+    cannot race for the same ports, and ipykernel has no unencrypted TCP to warn about. Elsewhere (Windows), TCP
+    with CurveZMQ encryption when jupyter_client and the kernelspec support it, else plain TCP.
+
+    ``kernel_log``: a file that receives the kernel process's stderr (its own log, not the cells' output, which
+    goes into the notebook); None: the runner's stderr.
+    """
+
+    import zmq  # imported here: the kernel's transport, needed only when a kernel runs
+    from jupyter_client import AsyncKernelManager  # imported here: Jupyter is needed only when a kernel runs
+    from traitlets import CaselessStrEnum, default  # imported here: Jupyter is needed only when a kernel runs
+
+    ipc = zmq.has("ipc")
+    curve = not ipc and zmq.has("curve") and "transport_encryption" in AsyncKernelManager.class_trait_names()
+
+    class RunnerKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc" if ipc else "tcp", config=True)
+        _socket_dir = None
+        _log_handle = None
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            if self.transport != "ipc":
+                return super()._ip_default()
+            # absolute and private: "kernel-ipc" (jupyter_client's default without a connection file) would put the
+            # sockets in the working directory, shared by every kernel started there
+            self._socket_dir = tempfile.mkdtemp(prefix="mtkit-kernel-")
+            return os.path.join(self._socket_dir, "kernel")
+
+        if curve:
+            @default("transport_encryption")
+            def _transport_encryption_default(self) -> str:
+                return "auto"  # keys provisioned when the kernelspec declares CurveZMQ support (ipykernel does)
+
+        async def _async_pre_start_kernel(self, **kw):
+            if kernel_log is not None and "stderr" not in kw:
+                Path(kernel_log).parent.mkdir(parents=True, exist_ok=True)
+                self._log_handle = open(kernel_log, "ab")  # kept across restarts, closed at the final cleanup
+                kw["stderr"] = self._log_handle
+            return await super()._async_pre_start_kernel(**kw)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                if self._socket_dir:
+                    shutil.rmtree(self._socket_dir, ignore_errors=True)
+                    self._socket_dir = None
+                if self._log_handle is not None:
+                    self._log_handle.close()
+                    self._log_handle = None
+
+        cleanup_resources = _async_cleanup_resources
+
+    return RunnerKernelManager
+
+
+def _children_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) of the finished child processes, the notebooks' kernels (None off POSIX)."""
+    try:
+        import resource  # imported here: Unix only
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the system has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def unexpected_kernel_log(path: str | Path) -> list[str]:
+    """The lines of a kernel's log that a healthy run does not write (``KNOWN_KERNEL_LOG_LINES`` left out)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [line for line in lines if line.strip() and not any(p.match(line) for p in KNOWN_KERNEL_LOG_LINES)]
