@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from _sentences import generated_sentences, parity_sentences
 
-from mtkit.model.bert import BertModel, BertOutput, block_of, depth_of
+from mtkit.model.bert import BertModel, BertOutput
 from mtkit.model.bert_config import BertConfig
+from mtkit.model.names import block_of, depth_of
 from mtkit.model.pretrained import default_encoder_dir
 from mtkit.model.tokenizer import Tokenizer
 

@@ -248,7 +248,7 @@ def test_pair_features_mistakes_are_named():
 
 # ---------------------------------------------------------------------------------------------- LLRD
 def test_llrd_mistakes_are_reported_per_parameter():
-    from mtkit.model.bert import depth_of
+    from mtkit.model.names import depth_of
 
     def counted_from_bottom(model, lr, decay, weight_decay=0.0, encoder_prefix="encoder.", head_prefix="heads."):
         L = model.encoder.config.num_hidden_layers

@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit.model.bert import BertModel, block_of
+from mtkit.model.bert import BertModel
 from mtkit.model.bert_config import BertConfig
+from mtkit.model.names import block_of
 from mtkit.surgery import GradientSurgery, GradientTelemetry, pcgrad
 from mtkit.surgery.telemetry import FRAME_COLUMNS, TASK_FRAME_COLUMNS
 

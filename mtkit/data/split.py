@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtkit.data.readers import DataFormatError, _decode, read_records
+from mtkit.data.records import DataFormatError, decode_text, read_records
 
 MANIFEST_FORMAT = "mtkit.data.split"
 MANIFEST_VERSION = 1
@@ -223,7 +223,7 @@ def split_file(source: str | Path, parts: Sequence[tuple[str, object]] | dict, d
                          f"./data`) and give the path of the file to carve.")
     data = source.read_bytes()
     header, header_line, records = read_records(source, delimiter=delimiter, encoding=encoding)
-    text = _decode(source, data, encoding, [])
+    text = decode_text(source, data, encoding, [])
     if "\n" not in text and "\r" in text:
         text = text.replace("\r", "\n")
     physical = text.split("\n")

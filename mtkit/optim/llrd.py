@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from mtkit.model.bert import block_of, depth_of
+from mtkit.model.names import block_of, depth_of
 
 __all__ = ["LayerwiseGroups", "layerwise_lr_groups", "uses_weight_decay"]
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mtkit.surgery.buffers import FlatGradBuffers
+from mtkit.surgery.gramian import small_dtype
 from mtkit.surgery.pcgrad import (
     DEFAULT_EPS,
     REDUCTIONS,
@@ -281,7 +282,7 @@ class GradientSurgery:
             return coefficients, weights
         # main_aux: PCGrad between g_main and g_aux = aux_weight * (sum of the others)
         A = main_aux_mixing(K, self.index[self.main_task], self.aux_weight, device=gram.device)  # (2, K)
-        A = A.to(_small(gram.device))
+        A = A.to(small_dtype(gram.device))
         gram2 = A @ gram.to(A.dtype) @ A.T  # (2, 2)
         orders = visit_orders(2, self.generator, device=gram.device)  # (2, 1)
         self._orders = orders
@@ -319,7 +320,3 @@ class GradientSurgery:
         bad = {k: v for k, v in self.skipped_by_task.items() if v}
         return (f"gradient surgery {self.method!r}: {self.steps_applied} steps applied, {self.steps_skipped} skipped "
                 f"for non-finite gradients{f' {bad}' if bad else ''}, {len(self.telemetry)} telemetry records")
-
-
-def _small(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64

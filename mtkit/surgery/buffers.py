@@ -23,51 +23,14 @@ Taught in notebooks/09_gradient_surgery.ipynb.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from mtkit.model.bert import block_of
-from mtkit.surgery.pcgrad import gram_matrix
+from mtkit.model.names import block_of, canonical_block_order, infer_num_layers, strip_encoder_prefix
+from mtkit.surgery.gramian import gram_matrix
 
 __all__ = ["FlatGradBuffers", "strip_encoder_prefix", "infer_num_layers", "canonical_block_order"]
-
-_ROOTS = ("embeddings", "layers", "pooler")
-
-
-def strip_encoder_prefix(name: str) -> str:
-    """'encoder.layers.3.ffn.up.weight' -> 'layers.3.ffn.up.weight' (names already without a prefix pass)."""
-    parts = name.split(".")
-    for index, part in enumerate(parts):
-        if part in _ROOTS:
-            return ".".join(parts[index:])
-    return name
-
-
-def infer_num_layers(names: Iterable[str]) -> int:
-    """The number of encoder layers the names mention (largest ``layers.{i}`` index + 1; 0 if none)."""
-    indices = [int(m.group(1)) for m in (re.match(r"layers\.(\d+)\.", strip_encoder_prefix(n)) for n in names) if m]
-    return max(indices) + 1 if indices else 0
-
-
-def canonical_block_order(blocks: Iterable[str]) -> list[str]:
-    """Embeddings (word, then other), layers by index, pooler, then any other block in first-seen order."""
-    seen = list(dict.fromkeys(blocks))
-
-    def key(block: str) -> tuple:
-        if block == "embeddings.word":
-            return (0, 0)
-        if block == "embeddings.other":
-            return (1, 0)
-        match = re.fullmatch(r"layers\.(\d+)", block)
-        if match:
-            return (2, int(match.group(1)))
-        if block == "pooler":
-            return (3, 0)
-        return (4, seen.index(block))
-
-    return sorted(seen, key=key)
 
 
 def _default_block_fn() -> Callable[[str, int], str]:

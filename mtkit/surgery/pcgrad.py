@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mtkit.surgery.gramian import _as_float, _gram, gram_matrix, small_dtype
+
 __all__ = [
     "PCGradResult",
     "visit_orders",
@@ -103,11 +105,6 @@ def visit_orders(num_tasks: int, generator: torch.Generator | None = None,
     return orders.to(device) if device is not None else orders
 
 
-def _small_dtype(device: torch.device) -> torch.dtype:
-    """The K x K side is tiny, so do it in float64 where the device has it."""
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
 def pcgrad_weights(gram: torch.Tensor, orders: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """Algorithm 1 of Yu et al. (2020) on the Gram matrix: returns W (K, K) with g_i^PC = W[i] @ grads.
 
@@ -122,7 +119,7 @@ def pcgrad_weights(gram: torch.Tensor, orders: torch.Tensor, eps: float = DEFAUL
     if orders.dim() != 2 or orders.shape[0] != K or orders.shape[1] > max(K - 1, 0):
         raise ValueError(f"orders must have shape (K, T) with T <= K - 1, here ({K}, {K - 1}); "
                          f"got {tuple(orders.shape)}.")
-    G = gram.to(_small_dtype(gram.device))  # (K, K)
+    G = gram.to(small_dtype(gram.device))  # (K, K)
     orders = orders.to(G.device)
     W = torch.eye(K, dtype=G.dtype, device=G.device)  # (K, K) start from g_i^PC = g_i
     rows = torch.arange(K, device=G.device)  # (K,)
@@ -140,40 +137,6 @@ def _reduce(weights: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         coefficients = coefficients / weights.shape[0]
     return coefficients
-
-
-GRAM_TILE = 1 << 15  # columns per partial Gram matrix in gram_matrix
-
-
-def gram_matrix(rows: torch.Tensor, tile: int = GRAM_TILE) -> torch.Tensor:
-    """G = rows @ rows.T for a (K, n) matrix with n in the millions, accurately and fast.
-
-    A single float32 product over 10 million columns loses about three digits (the library's accumulation
-    order), which is enough to flip the sign of a small cosine. So the columns are cut into tiles of ``tile``,
-    one batched product gives a (K, K) partial Gram matrix per tile, and the partials are summed in float64.
-    On a CPU this is also faster than the single product (skinny matrix products are not what BLAS is tuned
-    for). Returns (K, K) in float64 (float32 on devices without float64).
-    """
-    K, n = rows.shape
-    acc = _small_dtype(rows.device)
-    G = torch.zeros(K, K, dtype=acc, device=rows.device)  # (K, K)
-    q = n // tile
-    if q:
-        x = rows[:, : q * tile].reshape(K, q, tile).transpose(0, 1)  # (q, K, tile) a view: no copy
-        G += torch.bmm(x, x.transpose(1, 2)).sum(dim=0, dtype=acc)  # q partial (K, K) Grams, summed
-    if q * tile < n:
-        rest = rows[:, q * tile:]  # (K, n - q * tile)
-        G += (rest @ rest.T).to(acc)
-    return G
-
-
-def _gram(grads: torch.Tensor) -> torch.Tensor:
-    return gram_matrix(grads)  # (K, K)
-
-
-def _as_float(grads: torch.Tensor) -> torch.Tensor:
-    # Half-precision dot products over millions of entries lose too much: work in float32 (or float64 if given).
-    return grads if grads.dtype in (torch.float32, torch.float64) else grads.float()
 
 
 def pcgrad(grads: torch.Tensor, generator: torch.Generator | None = None, reduction: str = "sum",
@@ -231,7 +194,7 @@ def main_aux_pcgrad(grads: torch.Tensor, main_index: int, aux_weight: float = 0.
     J = _as_float(grads)  # (K, P)
     K = J.shape[0]
     gram = _gram(J)  # (K, K)
-    A = main_aux_mixing(K, main_index, aux_weight, dtype=_small_dtype(J.device), device=J.device)  # (2, K)
+    A = main_aux_mixing(K, main_index, aux_weight, dtype=small_dtype(J.device), device=J.device)  # (2, K)
     gram2 = A @ gram.to(A.dtype) @ A.T  # (2, 2) Gram matrix of [g_main; g_aux]
     orders = visit_orders(2, generator, device=J.device)  # (2, 1)
     weights = pcgrad_weights(gram2, orders, eps)  # (2, 2)

@@ -44,78 +44,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtkit.tasks.buckets import (
+    BucketClassificationHead,
+    bucket_centres,
+    buckets_to_scores,
+    scores_to_buckets,
+    scores_to_soft_buckets,
+)
+from mtkit.tasks.head_checks import (
+    DEFAULT_DROPOUT,
+    _check_pair,
+    _check_range,
+    _check_vector,
+    _Classifier,
+    _positive_int,
+    _squeeze_one,
+)
+from mtkit.tasks.pair_features import FEATURES, PairFeatures, _PairInput
+
 __all__ = ["HEADS", "FEATURES", "make_head", "head_options", "SentimentHead", "PairFeatures", "BiEncoderPairHead",
            "CosineSimilarityHead", "CrossEncoderHead", "SharedPairLayer", "SigmoidRegressionHead",
            "BucketClassificationHead", "bucket_centres", "scores_to_buckets", "scores_to_soft_buckets",
            "buckets_to_scores"]
-
-FEATURES = ("u", "v", "|u-v|", "u*v")
-DEFAULT_DROPOUT = 0.3  # the CS224N starter's hidden_dropout_prob
-
-
-# ------------------------------------------------------------------------------------------------ checks
-def _check_vector(x, hidden: int | None, who: str, name: str = "u") -> None:
-    """``x`` must be a pooled (B, H) tensor with H == hidden; the message says what probably went wrong."""
-    H = "H" if hidden is None else f"H={hidden}"
-    if not isinstance(x, torch.Tensor):
-        hint = "; pool output.last_hidden_state first (mtkit.model.pooling)" if hasattr(x, "last_hidden_state") else ""
-        raise TypeError(f"{who}: expected {name}, a pooled tensor of shape (B, {H}), got {type(x).__name__}{hint}.")
-    if x.dim() == 3:
-        raise ValueError(f"{who}: expected {name} of shape (B, {H}) but got (B, T, H) = {tuple(x.shape)}: did you "
-                         f"forget to pool? Use mtkit.model.pooling (e.g. mean_pool(last_hidden_state, attention_mask)).")
-    if x.dim() != 2:
-        raise ValueError(f"{who}: expected {name} of shape (B, {H}), got {tuple(x.shape)}; a single example still "
-                         f"needs its batch dimension (x.unsqueeze(0)).")
-    if hidden is not None and x.shape[-1] != hidden:
-        raise ValueError(f"{who}: expected {name} of shape (B, H={hidden}) but got {tuple(x.shape)}: the head was "
-                         f"built for vectors of width {hidden}. Build it with the encoder's hidden size (or, after "
-                         f"a SharedPairLayer, that layer's out_dim).")
-    if not x.is_floating_point():
-        raise TypeError(f"{who}: {name} must be floating point, got {x.dtype}; did you pass token ids?")
-
-
-def _check_pair(u, v, hidden: int | None, who: str) -> None:
-    _check_vector(u, hidden, who, "u")
-    _check_vector(v, hidden, who, "v")
-    if u.shape != v.shape:
-        raise ValueError(f"{who}: u {tuple(u.shape)} and v {tuple(v.shape)} must have the same shape: one vector "
-                         f"per sentence, sentence 1 in u and sentence 2 in v, in the same order.")
-
-
-def _check_range(label_range, who: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in label_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"{who}: label_range must be two numbers (low, high), got {label_range!r}.") from None
-    if not lo < hi:
-        raise ValueError(f"{who}: label_range must have low < high, got {label_range!r}.")
-    return lo, hi
-
-
-def _squeeze_one(x: torch.Tensor) -> torch.Tensor:
-    """(B, 1) -> (B,): one output per example, the shape of its label."""
-    return x.squeeze(-1) if x.shape[-1] == 1 else x
-
-
-class _Classifier(nn.Module):
-    """dropout -> linear, or dropout -> linear -> ReLU -> dropout -> linear when ``hidden_layer`` is set."""
-
-    def __init__(self, in_dim: int, out_dim: int, dropout: float, hidden_layer: int | None = None):
-        super().__init__()
-        if hidden_layer is None:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, out_dim))
-        else:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden_layer), nn.ReLU(),
-                                     nn.Dropout(dropout), nn.Linear(hidden_layer, out_dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def _positive_int(value, name: str, who: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{who}: {name} must be a whole number >= {minimum}, got {value!r}.")
-    return value
 
 
 # ------------------------------------------------------------------------------------------------ single
@@ -137,76 +87,6 @@ class SentimentHead(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         _check_vector(u, self.hidden, "SentimentHead")
         return self.classifier(self.dropout(u))  # (B, num_labels)
-
-
-# ------------------------------------------------------------------------------------------------ pairs
-def _parse_features(features) -> tuple[str, ...]:
-    if isinstance(features, str):
-        features = [f for f in features.replace(";", ",").split(",")]
-    try:
-        names = tuple(str(f).replace(" ", "") for f in features)
-    except TypeError:
-        raise ValueError(f"PairFeatures: features must be a list drawn from {list(FEATURES)}, "
-                         f"got {features!r}.") from None
-    if not names:
-        raise ValueError(f"PairFeatures: features is empty; pick from {list(FEATURES)}, e.g. ['u', 'v', '|u-v|'].")
-    for name in names:
-        if name not in FEATURES:
-            close = difflib.get_close_matches(name, FEATURES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"PairFeatures: unknown feature {name!r}{hint}; use any of {list(FEATURES)} in any order.")
-    if len(set(names)) != len(names):
-        raise ValueError(f"PairFeatures: features {list(names)} repeat a feature; list each at most once.")
-    return names
-
-
-class PairFeatures(nn.Module):
-    """The feature vector of a pair: ``u``, ``v``, ``|u-v|`` and ``u*v`` concatenated in the order given.
-
-    ``PairFeatures(("u", "v", "|u-v|"))(u, v) -> (B, 3H)``, Sentence-BERT's classification input. Note that
-    ``|u-v|`` and ``u*v`` are symmetric in u and v while ``[u; v]`` is not. No parameters.
-    """
-
-    def __init__(self, features: Sequence[str] = ("u", "v", "|u-v|")):
-        super().__init__()
-        self.features = _parse_features(features)
-
-    def width(self, hidden: int) -> int:
-        """The output width for input vectors of width ``hidden``."""
-        return len(self.features) * hidden
-
-    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        _check_pair(u, v, None, "PairFeatures")
-        parts = {"u": lambda: u, "v": lambda: v, "|u-v|": lambda: (u - v).abs(), "u*v": lambda: u * v}
-        return torch.cat([parts[name]() for name in self.features], dim=-1)  # (B, len(features) * H)
-
-    def extra_repr(self) -> str:
-        return f"features={list(self.features)}"
-
-
-class _PairInput(nn.Module):
-    """Either pair features of (u, v), or (``features=None``) one pooled vector of a joined pair."""
-
-    def __init__(self, hidden: int, features, who: str):
-        super().__init__()
-        self.hidden, self.who = hidden, who
-        self.features = None if features is None else PairFeatures(features)
-        self.num_inputs = 1 if features is None else 2
-        self.width = hidden if features is None else self.features.width(hidden)
-
-    def forward(self, u: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
-        if self.features is None:
-            if v is not None:
-                raise TypeError(f"{self.who}: built with features=None for one vector of the joined pair (cross "
-                                f"layout), but got u and v; build it with features=('u', 'v', '|u-v|') for the "
-                                f"bi-encoder layout.")
-            _check_vector(u, self.hidden, self.who)
-            return u  # (B, H)
-        if v is None:
-            raise TypeError(f"{self.who}: needs both u and v (the two sentences' pooled vectors); for one vector of a "
-                            f"joined pair, build it with features=None.")
-        _check_pair(u, v, self.hidden, self.who)
-        return self.features(u, v)  # (B, len(features) * H)
 
 
 class BiEncoderPairHead(nn.Module):
@@ -349,104 +229,6 @@ class SigmoidRegressionHead(nn.Module):
         lo, hi = self.label_range
         z = self.regressor(self.pair(u, v)).squeeze(-1)  # (B,)
         return lo + (hi - lo) * torch.sigmoid(z)  # (B,)
-
-
-# ------------------------------------------------------------------------------------------------ buckets
-def bucket_centres(num_buckets: int, label_range: Sequence[float] = (0.0, 5.0),
-                   device=None, dtype=torch.float32) -> torch.Tensor:
-    """The score each bucket stands for: ``num_buckets`` evenly spaced values from low to high, both included.
-
-    ``bucket_centres(6, (0, 5))`` is ``[0, 1, 2, 3, 4, 5]``: STS's integer grades.
-    """
-    _positive_int(num_buckets, "num_buckets", "bucket_centres", minimum=2)
-    lo, hi = _check_range(label_range, "bucket_centres")
-    return torch.linspace(lo, hi, num_buckets, device=device, dtype=dtype)  # (K,)
-
-
-def _positions(scores: torch.Tensor, num_buckets: int, label_range, who: str) -> torch.Tensor:
-    """Scores as fractional bucket positions in [0, K-1]; an out-of-range score raises (one host sync)."""
-    _positive_int(num_buckets, "num_buckets", who, minimum=2)
-    lo, hi = _check_range(label_range, who)
-    if not isinstance(scores, torch.Tensor):
-        scores = torch.as_tensor(scores, dtype=torch.float32)
-    s = scores.float()
-    tol = 1e-6 * (hi - lo)
-    bad = (s < lo - tol) | (s > hi + tol) | ~torch.isfinite(s)
-    if bool(bad.any()):
-        raise ValueError(f"{who}: scores must lie in label_range {(lo, hi)}; got {s[bad][:5].tolist()} (first "
-                         f"{min(5, int(bad.sum()))} of {int(bad.sum())}). Check the task's label_range.")
-    return ((s - lo) / (hi - lo) * (num_buckets - 1)).clamp(0, num_buckets - 1)  # same shape as scores
-
-
-def scores_to_buckets(scores: torch.Tensor, num_buckets: int,
-                      label_range: Sequence[float] = (0.0, 5.0)) -> torch.Tensor:
-    """The nearest bucket of each score (halves round up): ``(B,) float -> (B,) long`` in ``[0, num_buckets)``.
-
-    With 6 buckets over (0, 5): 0.4 -> 0, 2.5 -> 3, 5.0 -> 5. A score outside the range raises ValueError.
-    """
-    x = _positions(scores, num_buckets, label_range, "scores_to_buckets")
-    return torch.floor(x + 0.5).long().clamp(max=num_buckets - 1)  # (B,)
-
-
-def scores_to_soft_buckets(scores: torch.Tensor, num_buckets: int,
-                           label_range: Sequence[float] = (0.0, 5.0)) -> torch.Tensor:
-    """Each score split between its two neighbouring buckets: ``(B,) -> (B, num_buckets)`` probabilities.
-
-    A score of 2.3 with centres 0..5 puts 0.7 on bucket 2 and 0.3 on bucket 3, so the expected value over the
-    centres is the score itself.
-    """
-    x = _positions(scores, num_buckets, label_range, "scores_to_soft_buckets")  # (B,)
-    low = torch.floor(x).long().clamp(max=num_buckets - 2)  # (B,) left neighbour
-    frac = x - low  # (B,) in [0, 1]
-    target = torch.zeros(*x.shape, num_buckets, device=x.device)  # (B, K)
-    target.scatter_(-1, low.unsqueeze(-1), (1 - frac).unsqueeze(-1))
-    target.scatter_(-1, (low + 1).unsqueeze(-1), frac.unsqueeze(-1))
-    return target  # (B, K), rows sum to 1
-
-
-def buckets_to_scores(logits_or_probs: torch.Tensor, label_range: Sequence[float] = (0.0, 5.0),
-                      from_logits: bool = True) -> torch.Tensor:
-    """A score from bucket logits: the expected value of the bucket centres, ``(B, K) -> (B,)``.
-
-    ``softmax(logits) @ centres`` (``from_logits=False``: the rows are already probabilities). The expected
-    value, unlike the argmax bucket, moves smoothly, which is what Pearson rewards.
-    """
-    x = logits_or_probs
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        raise ValueError(f"buckets_to_scores: expected bucket logits of shape (B, K), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}.")
-    probs = x.float().softmax(dim=-1) if from_logits else x.float()  # (B, K)
-    centres = bucket_centres(x.shape[-1], label_range, device=x.device)  # (K,)
-    return probs @ centres  # (B,)
-
-
-class BucketClassificationHead(nn.Module):
-    """STS as classification (report C): logits over ``num_buckets`` similarity buckets.
-
-    ``forward(u, v) -> logits (B, num_buckets)``; train with :class:`mtkit.tasks.losses.BucketedCrossEntropyLoss`
-    on the raw scores, and read a score back with :meth:`scores` (the expected value over the bucket centres,
-    :func:`buckets_to_scores`). The default 6 buckets over (0, 5) are the integer grades 0..5.
-    ``features=None`` takes one pooled vector of a joined pair (cross layout).
-    """
-
-    def __init__(self, hidden: int, num_buckets: int = 6, label_range: Sequence[float] = (0.0, 5.0),
-                 features: Sequence[str] | None = ("u", "v", "|u-v|"), dropout: float = DEFAULT_DROPOUT,
-                 hidden_layer: int | None = None):
-        super().__init__()
-        who = "BucketClassificationHead"
-        self.hidden = _positive_int(hidden, "hidden", who)
-        self.num_buckets = _positive_int(num_buckets, "num_buckets", who, minimum=2)
-        self.label_range = _check_range(label_range, who)
-        self.pair = _PairInput(hidden, features, who)
-        self.num_inputs = self.pair.num_inputs
-        self.classifier = _Classifier(self.pair.width, num_buckets, dropout, hidden_layer)
-
-    def forward(self, u: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
-        return self.classifier(self.pair(u, v))  # (B, num_buckets)
-
-    def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """Expected score over the bucket centres: ``(B, num_buckets) -> (B,)``."""
-        return buckets_to_scores(logits, self.label_range)
 
 
 # ------------------------------------------------------------------------------------------------ factory

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mtkit.surgery.buffers import canonical_block_order
+from mtkit.model.names import canonical_block_order
 
 __all__ = ["plot_conflict_heatmap", "plot_conflict_rate", "plot_norm_ratio", "compare_runs", "plot_learning_curves",
            "block_groups", "task_pairs", "select_pair", "ordered_blocks", "cosine_matrix", "conflict_rate_table",

@@ -22,308 +22,34 @@ Taught in notebooks/07_multitask_training.ipynb.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtkit.data.tasks import TaskSpec, default_tasks
 from mtkit.exercises.implementations import parse
-from mtkit.tasks.multitask import cosine_range_problem, default_head_loss
+from mtkit.train.checker import (
+    ConfigError,
+    _Checker,
+    _unknown_key_message,
+    _where,
+    pooling_names,
+    schedule_names,
+    scheduler_names,
+)
 from mtkit.train.schedules import make_task_schedule
+from mtkit.train.task_config import TaskConfig, _normalize_tasks
 from mtkit.util.jsonable import to_plain
+
+__all__ = ["TrainConfig", "TaskConfig", "ConfigError", "FINE_TUNE_MODES", "SELECTIONS", "NONFINITE", "OPTIMIZERS",
+           "SURGERIES", "STARTER_DEFAULTS"]
 
 FINE_TUNE_MODES = ("full-model", "last-linear-layer", "two-stage")
 SELECTIONS = ("overall", "all-improve")
-LAYOUTS = ("bi", "cross")
 NONFINITE = ("raise", "skip")
 OPTIMIZERS = ("adamw", "torch-adamw")
 SURGERIES = ("none", "pcgrad", "main_aux")
 # Defaults of the starter, kept in one place so the CLI can say what it uses.
 STARTER_DEFAULTS = {"seed": 11711, "epochs": 10, "batch_size": 8, "lr": 1e-5, "dropout": 0.3}
-# The keys of a task entry that describe the data (TaskSpec fields); the others describe training.
-SPEC_KEYS = ("kind", "train", "dev", "test", "train_file", "dev_file", "test_file", "metric", "num_labels",
-             "label_range", "labels", "columns", "delimiter", "preprocess", "description")
-
-
-class ConfigError(ValueError):
-    """A configuration key or value that mtkit cannot use; the message names the key, what is allowed, and the file."""
-
-
-def _where(source: str | None) -> str:
-    return f" (in {source})" if source else ""
-
-
-def _unknown_key_message(key: str, known: list[str], context: str, source: str | None) -> str:
-    close = difflib.get_close_matches(str(key), known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return (f"{context}unknown key {key!r}{_where(source)}.{hint} Allowed keys: {', '.join(sorted(known))}.")
-
-
-def _registry_names(module: str, attribute_candidates: tuple[str, ...]) -> list[str] | None:
-    """Names registered in another box (heads, losses, pooling, schedules); None when that box is not there."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    for attribute in attribute_candidates:
-        value = getattr(mod, attribute, None)
-        if value:
-            return sorted(value)
-    return None
-
-
-def head_names() -> list[str] | None:
-    return _registry_names("mtkit.tasks.heads", ("HEADS", "HEAD_KINDS"))
-
-
-def loss_names() -> list[str] | None:
-    return _registry_names("mtkit.tasks.losses", ("LOSSES", "LOSS_NAMES"))
-
-
-def pooling_names() -> list[str] | None:
-    return _registry_names("mtkit.model.pooling", ("POOLING_MODES", "MODES"))
-
-
-def schedule_names() -> list[str] | None:
-    return _registry_names("mtkit.train.schedules", ("SCHEDULES", "SCHEDULE_NAMES"))
-
-
-def scheduler_names() -> list[str] | None:
-    return _registry_names("mtkit.optim", ("SCHEDULES", "SCHEDULERS"))
-
-
-# ------------------------------------------------------------------------------------------------- checks
-class _Checker:
-    """Small typed checks that raise ConfigError naming the key and the file."""
-
-    def __init__(self, source: str | None, prefix: str = ""):
-        self.source = source
-        self.prefix = prefix
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.prefix}{key}: {message}{_where(self.source)}.")
-
-    def choice(self, key: str, value, allowed, none_ok: bool = False):
-        if value is None and none_ok:
-            return None
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise self.fail(key, f"{value!r} is not allowed{hint}; use one of {list(allowed)}")
-        return value
-
-    def integer(self, key: str, value, minimum: int | None = None, none_ok: bool = False):
-        if value is None and none_ok:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise self.fail(key, f"expected a whole number, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {value}")
-        return value
-
-    def number(self, key: str, value, minimum: float | None = None, maximum: float | None = None,
-               none_ok: bool = False, strict_min: bool = False):
-        if value is None and none_ok:
-            return None
-        if isinstance(value, str):  # YAML reads 1e-5 as a string (PyYAML follows YAML 1.1)
-            try:
-                value = float(value)
-            except ValueError:
-                raise self.fail(key, f"expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(key, f"expected a finite number, got {value!r}")
-        value = float(value)
-        if minimum is not None and (value <= minimum if strict_min else value < minimum):
-            raise self.fail(key, f"must be {'>' if strict_min else '>='} {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise self.fail(key, f"must be <= {maximum}, got {value}")
-        return value
-
-    def boolean(self, key: str, value):
-        if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
-        return value
-
-    def string(self, key: str, value, none_ok: bool = False):
-        if value is None and none_ok:
-            return None
-        if isinstance(value, Path):
-            return str(value)
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def mapping(self, key: str, value):
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping of option names to values, got {value!r}")
-        return dict(value)
-
-
-# ------------------------------------------------------------------------------------------------- tasks
-@dataclass
-class TaskConfig:
-    """How one task is trained: its head, loss, pooling, layout, batch size and weight, plus its data spec.
-
-    ``head``, ``loss`` and ``pooling`` left as None take the defaults for the task's kind (see
-    ``mtkit.tasks.multitask.default_head_loss``). ``spec`` holds data keys (``kind``, ``train``, ``dev``, ``test``,
-    ``num_labels``, ...): for the default tasks (sst, para, sts) they override the standard spec; any other
-    name is a custom task and needs at least ``kind`` and its files.
-    """
-    name: str  # task name: "sst", "para", "sts", or a custom one
-    head: str | None = None  # head kind (mtkit.tasks.heads); None: the default for the task's kind
-    head_options: dict = field(default_factory=dict)  # keyword options of the head (features, hidden, ...)
-    loss: str | None = None  # loss name (mtkit.tasks.losses); None: the default for the head
-    loss_options: dict = field(default_factory=dict)  # keyword options of the loss (margin, scale, ...)
-    pooling: str | None = None  # "cls" | "mean" | "max"; None: the run's ``pooling``
-    layout: str | None = None  # pairs only: "bi" (two encoder passes, u and v) | "cross" (one joined pass)
-    batch_size: int | None = None  # None: the run's ``batch_size``
-    weight: float = 1.0  # loss weight of this task in a summed step
-    train_limit: int | None = None  # use a random subset of this many training examples (None: the run's)
-    dev_limit: int | None = None  # use the first ... dev examples for evaluation (None: the run's)
-    dev_out: str | None = None  # where to write dev predictions (None: <output_dir>/predictions/<name>-dev-output.csv)
-    test_out: str | None = None  # where to write test predictions
-    spec: dict = field(default_factory=dict)  # data keys (TaskSpec fields), see the class docstring
-
-    KEYS = ("name", "head", "head_options", "loss", "loss_options", "pooling", "layout", "batch_size", "weight",
-            "train_limit", "dev_limit", "dev_out", "test_out")
-
-    def validate(self, source: str | None = None) -> TaskConfig:
-        c = _Checker(source, prefix=f"tasks.{self.name}.")
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigError(f"every task needs a non-empty name (got {self.name!r}){_where(source)}.")
-        heads, losses, poolings = head_names(), loss_names(), pooling_names()
-        self.head = c.string("head", self.head, none_ok=True)
-        if self.head is not None and heads is not None:
-            c.choice("head", self.head, heads)
-        self.loss = c.string("loss", self.loss, none_ok=True)
-        if self.loss is not None and losses is not None:
-            c.choice("loss", self.loss, losses)
-        self.pooling = c.string("pooling", self.pooling, none_ok=True)
-        if self.pooling is not None and poolings is not None:
-            c.choice("pooling", self.pooling, poolings)
-        self.head_options = c.mapping("head_options", self.head_options)
-        self.loss_options = c.mapping("loss_options", self.loss_options)
-        self.layout = c.choice("layout", self.layout, LAYOUTS, none_ok=True)
-        self.batch_size = c.integer("batch_size", self.batch_size, minimum=1, none_ok=True)
-        self.weight = c.number("weight", self.weight, minimum=0.0)
-        self.train_limit = c.integer("train_limit", self.train_limit, minimum=1, none_ok=True)
-        self.dev_limit = c.integer("dev_limit", self.dev_limit, minimum=1, none_ok=True)
-        self.dev_out = c.string("dev_out", self.dev_out, none_ok=True)
-        self.test_out = c.string("test_out", self.test_out, none_ok=True)
-        self.spec = c.mapping("spec", self.spec)
-        unknown = [k for k in self.spec if k not in SPEC_KEYS]
-        if unknown:
-            raise ConfigError(_unknown_key_message(unknown[0], list(SPEC_KEYS) + list(self.KEYS),
-                                                   f"tasks.{self.name}: ", source))
-        self.task_spec(source)  # builds the TaskSpec once, so a bad spec fails here
-        if self.head == "cosine":  # a cosine head must predict on the cosine range its loss trains (report B)
-            spec = self.task_spec(source)
-            default_head, _, default_options = default_head_loss(spec.kind, self.layout or "bi")
-            options = (default_options if default_head == "cosine" else {}) | self.head_options
-            problem = cosine_range_problem("cosine", options, self.loss or "cosine_similarity", self.loss_options)
-            if problem:
-                raise c.fail("head_options", problem)
-        if self.layout == "cross" and not self.task_spec().is_pair:
-            raise c.fail("layout", "'cross' is for sentence-pair tasks; a single-sentence task has no pair to join")
-        return self
-
-    def task_spec(self, source: str | None = None):
-        """The data spec (:class:`mtkit.data.TaskSpec`): the default task's, overridden by ``spec``."""
-        defaults = {t.name: t for t in default_tasks()}
-        values = dict(self.spec)
-        for split in ("train", "dev", "test"):
-            if split in values:
-                values[f"{split}_file"] = values.pop(split)
-        if self.name in defaults:
-            merged = defaults[self.name].to_dict() | values
-        else:
-            if "kind" not in values:
-                raise ConfigError(
-                    f"tasks.{self.name}: {self.name!r} is not one of the default tasks ({', '.join(defaults)}), so it "
-                    f"is a custom task and needs 'kind' (classification, pair_classification or pair_regression) and "
-                    f"its files ('train', 'dev', optionally 'test'){_where(source)}.")
-            merged = {"name": self.name} | values
-        merged["name"] = self.name
-        try:
-            return TaskSpec.from_dict(merged)
-        except ValueError as err:
-            raise ConfigError(f"tasks.{self.name}: {err}{_where(source)}") from None
-
-    @classmethod
-    def from_entry(cls, entry, source: str | None = None, name: str | None = None) -> TaskConfig:
-        """A task from a config entry: a name ("sst"), a mapping (with ``name``), or a TaskConfig."""
-        if isinstance(entry, TaskConfig):
-            return dataclasses.replace(entry).validate(source)
-        if isinstance(entry, str) and name is None:
-            return cls(name=entry).validate(source)
-        if entry is None:
-            entry = {}
-        if not isinstance(entry, dict):
-            raise ConfigError(f"tasks: each task is a name or a mapping of options, got {entry!r}{_where(source)}.")
-        values = dict(entry)
-        if name is not None:
-            if "name" in values and values["name"] != name:
-                raise ConfigError(f"tasks.{name}: has name {values['name']!r}; leave 'name' out or make them "
-                                  f"agree{_where(source)}.")
-            values["name"] = name
-        if "name" not in values:
-            raise ConfigError(f"tasks: a task entry needs a 'name' (got {entry!r}){_where(source)}.")
-        task_name = values.pop("name")
-        spec = dict(values.pop("spec", None) or {})
-        kwargs = {}
-        for key, value in values.items():
-            if key in cls.KEYS:
-                kwargs[key] = value
-            elif key in SPEC_KEYS:
-                spec[key] = value
-            else:
-                raise ConfigError(_unknown_key_message(key, list(cls.KEYS) + list(SPEC_KEYS),
-                                                       f"tasks.{task_name}: ", source))
-        return cls(name=task_name, spec=spec, **kwargs).validate(source)
-
-    def to_dict(self) -> dict:
-        """The entry as written in YAML: only what differs from the defaults, spec keys inline."""
-        out: dict[str, Any] = {"name": self.name}
-        for f in dataclasses.fields(self):
-            if f.name in ("name", "spec"):
-                continue
-            value = getattr(self, f.name)
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if value != default:
-                out[f.name] = value
-        for key, value in self.spec.items():
-            out[key] = list(value) if isinstance(value, tuple) else value
-        return out
-
-
-def _normalize_tasks(tasks, source: str | None) -> list[TaskConfig]:
-    if tasks is None:
-        tasks = ["sst", "para", "sts"]
-    if isinstance(tasks, (str, TaskConfig)):
-        tasks = [tasks]
-    if isinstance(tasks, dict):
-        out = [TaskConfig.from_entry(v, source, name=k) for k, v in tasks.items()]
-    elif isinstance(tasks, (list, tuple)):
-        out = [TaskConfig.from_entry(v, source) for v in tasks]
-    else:
-        raise ConfigError(f"tasks: expected a list of task names or mappings (or a mapping name -> options), got "
-                          f"{tasks!r}{_where(source)}.")
-    if not out:
-        raise ConfigError(f"tasks: the list is empty; name at least one task (sst, para, sts or a custom one)"
-                          f"{_where(source)}.")
-    names = [t.name for t in out]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"tasks: {duplicates} appear more than once; each task needs its own name{_where(source)}.")
-    return out
 
 
 # ------------------------------------------------------------------------------------------------- the run

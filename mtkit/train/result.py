@@ -14,7 +14,7 @@ class NonFiniteLossError(FloatingPointError):
 
     def __init__(self, message: str, step: int, epoch: int, task: str, ids: list, value: float):
         super().__init__(message)
-        self.run.step, self.run.epoch, self.task, self.ids, self.value = step, epoch, task, ids, value
+        self.step, self.epoch, self.task, self.ids, self.value = step, epoch, task, ids, value
 
 
 @dataclass
@@ -34,16 +34,16 @@ class TrainResult:
 
     @property
     def best_metrics(self) -> dict | None:
-        return None if self.run.best is None else self.run.best["metrics"]
+        return None if self.best is None else self.best["metrics"]
 
     def __str__(self) -> str:
         lines = [f"mtkit run in {self.output_dir}: {self.steps} optimizer steps"
-                 + (f" ({self.run.skipped_steps} skipped)" if self.run.skipped_steps else "")
-                 + ("" if self.run.finished else " (stopped by max_steps)")]
-        if self.run.best is not None:
-            scores = ", ".join(f"{t} {s:.4f}" for t, s in self.run.best["scores"].items())
-            lines.append(f"  best (step {self.run.best['step']}, epoch {self.run.best['epoch']}): {scores}; "
-                         f"overall {self.run.best['overall']:.4f}")
+                 + (f" ({self.skipped_steps} skipped)" if self.skipped_steps else "")
+                 + ("" if self.finished else " (stopped by max_steps)")]
+        if self.best is not None:
+            scores = ", ".join(f"{t} {s:.4f}" for t, s in self.best["scores"].items())
+            lines.append(f"  best (step {self.best['step']}, epoch {self.best['epoch']}): {scores}; "
+                         f"overall {self.best['overall']:.4f}")
         if self.best_checkpoint:
             lines.append(f"  best model: {self.best_checkpoint}")
         for name, path in self.predictions.items():

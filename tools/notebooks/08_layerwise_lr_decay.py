@@ -168,7 +168,7 @@ plt.show()
 # \lVert W_\text{before} \rVert$.
 
 # %% tags=["nbval-ignore-output"]
-from mtkit.model.bert import block_of
+from mtkit.model.names import block_of
 
 pretrained = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
 

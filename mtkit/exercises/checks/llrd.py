@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 
 from mtkit.exercises.checks.runner import CheckResult, _describe, _Runner
-from mtkit.model.bert import BertModel, depth_of
+from mtkit.model.bert import BertModel
+from mtkit.model.names import depth_of
 from mtkit.model.bert_config import BertConfig
 from mtkit.optim import layerwise_lr_groups
 

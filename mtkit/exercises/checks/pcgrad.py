@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 
 from mtkit.exercises.checks.runner import CheckResult, _describe, _gen, _randn, _Runner, _shapes
-from mtkit.surgery.pcgrad import gram_matrix, pcgrad_weights
+from mtkit.surgery.gramian import gram_matrix
+from mtkit.surgery.pcgrad import pcgrad_weights
 
 __all__ = ['check_pcgrad_projection', 'check_pcgrad', 'check_gradient_cosine']
 
