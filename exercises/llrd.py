@@ -5,7 +5,7 @@
 # checks it. Stuck? The worked answer is in solutions/llrd.py.
 # Generated from solutions/llrd.py by `python -m mtkit.exercises solutions exercises` (`make exercises`).
 # Regenerating never overwrites this file once you have edited it (unless you pass --force).
-# fingerprint: a7fcfd5ddd7d1b51
+# fingerprint: 7acb3b10db55df9c
 # ==============================================================================================================
 """Exercise: parameter groups for layer-wise learning-rate decay (LLRD).
 
@@ -13,7 +13,7 @@ Howard & Ruder 2018 (ULMFiT, arXiv 1801.06146) and Sun et al. 2019 ("How to Fine
 Classification?", arXiv 1905.05583) give lower layers smaller learning rates: the further a layer is from the
 task heads, the less it should move. Sun et al. 2019 (eta^(k-1) = xi * eta^k) and report D (the i-th layer from
 the top at lr * xi^(i-1)) keep the top layer at the base lr and start the decay one layer below it. With depth
-counted from the top (``mtkit.model.bert.depth_of``), lr = lr * decay ** depth::
+counted from the top (``mtkit.model.names.depth_of``), lr = lr * decay ** depth::
 
     task heads                      depth 0       lr
     top layer (and the pooler)      depth 0       lr
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mtkit.model.bert import depth_of
+from mtkit.model.names import depth_of
 from mtkit.optim.llrd import uses_weight_decay
 
 

@@ -4,7 +4,7 @@ Howard & Ruder 2018 (ULMFiT, arXiv 1801.06146) and Sun et al. 2019 ("How to Fine
 Classification?", arXiv 1905.05583) give lower layers smaller learning rates: the further a layer is from the
 task heads, the less it should move. Sun et al. 2019 (eta^(k-1) = xi * eta^k) and report D (the i-th layer from
 the top at lr * xi^(i-1)) keep the top layer at the base lr and start the decay one layer below it. With depth
-counted from the top (``mtkit.model.bert.depth_of``), lr = lr * decay ** depth::
+counted from the top (``mtkit.model.names.depth_of``), lr = lr * decay ** depth::
 
     task heads                      depth 0       lr
     top layer (and the pooler)      depth 0       lr
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mtkit.model.bert import depth_of
+from mtkit.model.names import depth_of
 from mtkit.optim.llrd import uses_weight_decay
 
 

@@ -335,7 +335,7 @@ def test_llrd_depth_mistakes_are_named(rule, words):
 
 
 def test_llrd_check_accepts_the_papers_rule_written_by_hand():
-    """The same rule as mtkit.model.bert.depth_of, computed without it: the check passes (the mistakes above are not
+    """The same rule as mtkit.model.names.depth_of, computed without it: the check passes (the mistakes above are not
     matched by accident)."""
     result = checks.check_llrd_groups(_llrd_by_hand(_papers_depth))
     assert len(result.cases) >= 3

@@ -5,7 +5,7 @@ Howard & Ruder 2018, "Universal Language Model Fine-tuning for Text Classificati
 discriminative fine-tuning; Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?"
 (arXiv 1905.05583, section 5.3.4) apply it to BERT with eta^(k-1) = xi * eta^k, the top layer L at the base lr
 eta^L, and report xi = 0.95 as a good setting; report D uses the same rule (the i-th layer from the top at
-lr * xi^(i-1), heads at lr). Depth counts from the top (``mtkit.model.bert.depth_of``), lr = lr * decay ** depth::
+lr * xi^(i-1), heads at lr). Depth counts from the top (``mtkit.model.names.depth_of``), lr = lr * decay ** depth::
 
     task heads                      lr (or head_lr)
     top encoder layer and pooler    depth 0       lr

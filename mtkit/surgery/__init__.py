@@ -90,7 +90,7 @@ class GradientSurgery:
     when None). ``generator``: the source of PCGrad's random visiting orders; without one, a private
     generator seeded from ``torch.initial_seed()`` is used, so surgery never shifts the global random stream
     (dropout masks stay those of the run without surgery). ``block_fn(name, num_layers)`` groups parameters
-    for telemetry (default ``mtkit.model.bert.block_of``).
+    for telemetry (default ``mtkit.model.names.block_of``).
 
     Precision: the buffers are float32 whatever the parameters (bf16 autocast needs no loss scaler). With
     fp16 and a ``GradScaler`` the captured gradients would be scaled: PCGrad's projections do not change under

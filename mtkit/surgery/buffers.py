@@ -47,7 +47,7 @@ class FlatGradBuffers:
 
     ``named_params``: (name, parameter) pairs of the shared parameters (frozen ones are left out).
     ``num_rows``: K, the number of tasks. ``block_fn(name, num_layers) -> block`` groups parameters for
-    telemetry (default ``mtkit.model.bert.block_of``); names may carry a prefix such as ``encoder.``.
+    telemetry (default ``mtkit.model.names.block_of``); names may carry a prefix such as ``encoder.``.
     """
 
     def __init__(self, named_params: Iterable[tuple[str, torch.nn.Parameter]], num_rows: int,

@@ -113,7 +113,7 @@ print(papers.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"
 #
 # ## Exercise: build the groups yourself
 #
-# Write `llrd_param_groups(model, lr, decay, weight_decay)` in `exercises/llrd.py`. Use `mtkit.model.bert.depth_of`
+# Write `llrd_param_groups(model, lr, decay, weight_decay)` in `exercises/llrd.py`. Use `mtkit.model.names.depth_of`
 # for the depth and `mtkit.optim.llrd.uses_weight_decay` for the no-decay rule; how you bundle parameters into
 # groups is up to you. The check compares every parameter's lr and weight decay with mtkit's, checks that each
 # trainable parameter is in exactly one group and frozen ones in none, and that an unknown parameter is an

@@ -55,16 +55,16 @@ def _llrd_mistakes(lr: float, decay: float, num_layers: int) -> list[tuple[str, 
          rule(L, lambda i: L - i, 1),
          "the top layer keeps the base lr, as in Sun et al. 2019 (eta^(k-1) = xi * eta^k, the top layer at eta) "
          "and report D (the i-th layer from the top at lr * xi^(i-1)): layers.i gets lr * decay ** (L - 1 - i), "
-         "the embeddings lr * decay ** L. mtkit.model.bert.depth_of(name, num_layers) gives that exponent."),
+         "the embeddings lr * decay ** L. mtkit.model.names.depth_of(name, num_layers) gives that exponent."),
         ("every encoder block one step too deep (top layer at lr * decay, embeddings at lr * decay ** (L + 1))",
          rule(L + 1, lambda i: L - i, 1),
          "count from 0 at the top layer: report D's i-th layer from the top gets lr * xi^(i-1), so the top layer "
          "(i = 1) keeps lr; the embeddings sit one step below the bottom layer, at lr * decay ** L. "
-         "mtkit.model.bert.depth_of(name, num_layers) gives the exponent."),
+         "mtkit.model.names.depth_of(name, num_layers) gives the exponent."),
         ("the embeddings at the bottom layer's lr (lr * decay ** (L - 1)) instead of one step below it",
          rule(L - 1, lambda i: L - 1 - i, 0),
          "the embeddings are a block of their own under the bottom layer: lr * decay ** L "
-         "(mtkit.model.bert.depth_of gives num_layers for every embeddings.* parameter)."),
+         "(mtkit.model.names.depth_of gives num_layers for every embeddings.* parameter)."),
         ("depth counted from the bottom (the embeddings at lr, the top layer at lr * decay ** L)",
          rule(0, lambda i: i + 1, L),
          "the decay grows going down, away from the heads: the top layer gets lr, the embeddings the smallest lr, "
