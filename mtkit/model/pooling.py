@@ -30,9 +30,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["POOLING_MODES", "Pooling", "cls_pool", "mean_pool", "max_pool", "pool"]
+from mtkit.util.registry import Registry
 
-POOLING_MODES = ("cls", "mean", "max")
+__all__ = ["POOLING_MODES", "POOLING_REGISTRY", "Pooling", "cls_pool", "mean_pool", "max_pool", "pool"]
+
 
 
 def _check(last_hidden_state, attention_mask, who: str) -> None:
@@ -107,19 +108,21 @@ def max_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | Non
     return torch.where(any_real, best, torch.zeros_like(best))  # (B, H)
 
 
-_FUNCTIONS = {"cls": cls_pool, "mean": mean_pool, "max": max_pool}
+# The pooling modes a config may name: a new mode is one function (B, T, H), (B, T) -> (B, H) and one line here.
+POOLING_REGISTRY = Registry("pooling mode", {"cls": cls_pool, "mean": mean_pool, "max": max_pool}, plural="modes")
+POOLING_MODES = POOLING_REGISTRY.names  # the built-in modes (read POOLING_REGISTRY.names for any added later)
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in _FUNCTIONS:
-        raise ValueError(f"pooling mode {mode!r} is not known; use one of {list(POOLING_MODES)} "
+    if mode not in POOLING_REGISTRY:
+        raise ValueError(f"pooling mode {mode!r} is not known; use one of {list(POOLING_REGISTRY.names)} "
                          f"(the names of sentence-transformers' Pooling modes).")
     return mode
 
 
 def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None, mode: str = "mean") -> torch.Tensor:
     """Pool with the named mode (``"cls"``, ``"mean"`` or ``"max"``): ``(B, T, H) -> (B, H)``."""
-    return _FUNCTIONS[_check_mode(mode)](last_hidden_state, attention_mask)
+    return POOLING_REGISTRY[_check_mode(mode)](last_hidden_state, attention_mask)
 
 
 class Pooling(nn.Module):
@@ -134,7 +137,7 @@ class Pooling(nn.Module):
         self.mode = _check_mode(mode)
 
     def forward(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return _FUNCTIONS[self.mode](last_hidden_state, attention_mask)
+        return POOLING_REGISTRY[self.mode](last_hidden_state, attention_mask)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

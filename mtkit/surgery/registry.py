@@ -15,10 +15,11 @@ which option, what is allowed and what it got.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+
+from mtkit.util.registry import did_you_mean
 
 __all__ = ["MethodError", "Registry", "check_number", "check_choice", "check_int", "check_tasks"]
 
@@ -27,9 +28,7 @@ class MethodError(ValueError):
     """An unknown method, an unknown option or a bad option value; the message lists what is allowed."""
 
 
-def _close(word: str, choices: Iterable[str]) -> str:
-    match = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" Did you mean {match[0]!r}?" if match else ""
+_close = did_you_mean  # the one "did you mean" of every registry (mtkit.util.registry)
 
 
 class Registry(Mapping):

@@ -36,8 +36,6 @@ Taught in notebooks/05_sentiment_finetuning.ipynb (sentiment) and notebooks/06_s
 """
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Sequence
 
 import torch
@@ -61,8 +59,9 @@ from mtkit.tasks.head_checks import (
     _squeeze_one,
 )
 from mtkit.tasks.pair_features import FEATURES, PairFeatures, _PairInput
+from mtkit.util.registry import Registry
 
-__all__ = ["HEADS", "FEATURES", "make_head", "head_options", "SentimentHead", "PairFeatures", "BiEncoderPairHead",
+__all__ = ["HEADS", "HEAD_REGISTRY", "FEATURES", "make_head", "head_options", "SentimentHead", "PairFeatures", "BiEncoderPairHead",
            "CosineSimilarityHead", "CrossEncoderHead", "SharedPairLayer", "SigmoidRegressionHead",
            "BucketClassificationHead", "bucket_centres", "scores_to_buckets", "scores_to_soft_buckets",
            "buckets_to_scores"]
@@ -232,30 +231,21 @@ class SigmoidRegressionHead(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ factory
-_HEAD_CLASSES = {
+# The head kinds a config may name: a new head is one class and one line here (its options are its __init__'s).
+HEAD_REGISTRY = Registry("head kind", {
     "sentiment": SentimentHead,
     "bi_encoder": BiEncoderPairHead,
     "cosine": CosineSimilarityHead,
     "cross_encoder": CrossEncoderHead,
     "sigmoid_regression": SigmoidRegressionHead,
     "buckets": BucketClassificationHead,
-}
-HEADS = tuple(_HEAD_CLASSES)  # the names a config may use for ``head``
+}, plural="kinds", owner="head", skip=("self", "hidden"))
+HEADS = HEAD_REGISTRY.names  # the built-in kinds (read HEAD_REGISTRY.names for any added later)
 
 
 def head_options(kind: str) -> dict:
     """The options of a head kind and their defaults (``hidden`` excluded): what a config's ``head_options`` may set."""
-    cls = _HEAD_CLASSES[_check_kind(kind)]
-    params = inspect.signature(cls.__init__).parameters
-    return {name: p.default for name, p in params.items() if name not in ("self", "hidden")}
-
-
-def _check_kind(kind: str) -> str:
-    if kind not in _HEAD_CLASSES:
-        close = difflib.get_close_matches(str(kind), HEADS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"head kind {kind!r} is not known.{hint} Valid kinds: {', '.join(HEADS)}.")
-    return kind
+    return HEAD_REGISTRY.options(kind)
 
 
 def make_head(kind: str, hidden: int, **options) -> nn.Module:
@@ -268,14 +258,6 @@ def make_head(kind: str, hidden: int, **options) -> nn.Module:
     (num_buckets, label_range, features, dropout, hidden_layer). An unknown kind or option raises ValueError
     listing the valid ones.
     """
-    cls = _HEAD_CLASSES[_check_kind(kind)]
-    allowed = head_options(kind)
-    for key in options:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"head {kind!r} has no option {key!r}.{hint} Its options: "
-                             f"{', '.join(allowed) or '(none)'}.")
-    if cls is CosineSimilarityHead:
-        return cls(**options)
-    return cls(hidden, **options)
+    if HEAD_REGISTRY[kind] is CosineSimilarityHead:  # the cosine of two vectors has no width to know
+        return HEAD_REGISTRY.make(kind, **options)
+    return HEAD_REGISTRY.make(kind, hidden, **options)

@@ -35,17 +35,16 @@ Taught in notebooks/05_sentiment_finetuning.ipynb and notebooks/06_sentence_bert
 """
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtkit.tasks.heads import HEADS, _check_pair, _check_range, scores_to_buckets, scores_to_soft_buckets
+from mtkit.tasks.heads import HEAD_REGISTRY, _check_pair, _check_range, scores_to_buckets, scores_to_soft_buckets
+from mtkit.util.registry import Registry
 
-__all__ = ["LOSSES", "HEADS_FOR_LOSS", "make_loss", "loss_options", "check_pairing", "CrossEntropyLoss",
+__all__ = ["LOSSES", "LOSS_REGISTRY", "register_loss", "HEADS_FOR_LOSS", "make_loss", "loss_options", "check_pairing", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "MSELoss", "CosineSimilarityLoss", "CosineEmbeddingLoss", "CoSENTLoss",
            "MultipleNegativesRankingLoss", "BucketedCrossEntropyLoss"]
 
@@ -295,7 +294,9 @@ class BucketedCrossEntropyLoss(_Loss):
 
 
 # ------------------------------------------------------------------------------------------------ factory
-_LOSS_CLASSES = {
+# The losses a config may name: a new loss is one class and one register_loss line (its options are its
+# __init__'s; ``takes`` says whether it trains outputs or embeddings).
+LOSS_REGISTRY = Registry("loss", {
     "cross_entropy": CrossEntropyLoss,
     "bce_with_logits": BCEWithLogitsLoss,
     "mse": MSELoss,
@@ -304,8 +305,8 @@ _LOSS_CLASSES = {
     "cosent": CoSENTLoss,
     "multiple_negatives_ranking": MultipleNegativesRankingLoss,
     "bucketed_cross_entropy": BucketedCrossEntropyLoss,
-}
-LOSSES = tuple(_LOSS_CLASSES)  # the names a config may use for ``loss``
+}, plural="losses")
+LOSSES = LOSS_REGISTRY.names  # the built-in losses (read LOSS_REGISTRY.names for any added later)
 
 # Which head kinds (mtkit.tasks.heads.HEADS) each loss goes with. For the embedding losses the head does not enter
 # the loss; it only turns the trained embeddings into predictions.
@@ -321,18 +322,16 @@ HEADS_FOR_LOSS = {
 }
 
 
-def _check_name(name: str) -> str:
-    if name not in _LOSS_CLASSES:
-        close = difflib.get_close_matches(str(name), LOSSES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"loss {name!r} is not known.{hint} Valid losses: {', '.join(LOSSES)}.")
-    return name
+def register_loss(name: str, loss_class: type, heads) -> type:
+    """Add a loss under ``name``, with the head kinds it goes with: seen by config validation and ``make_loss``."""
+    LOSS_REGISTRY.register(name, loss_class)
+    HEADS_FOR_LOSS[name] = tuple(heads)
+    return loss_class
 
 
 def loss_options(name: str) -> dict:
     """The options of a loss and their defaults: what a config's ``loss_options`` may set."""
-    params = inspect.signature(_LOSS_CLASSES[_check_name(name)].__init__).parameters
-    return {key: p.default for key, p in params.items() if key != "self"}
+    return LOSS_REGISTRY.options(name)
 
 
 def make_loss(name: str, **options) -> _Loss:
@@ -343,24 +342,16 @@ def make_loss(name: str, **options) -> _Loss:
     ``"multiple_negatives_ranking"`` (scale, symmetric), ``"bucketed_cross_entropy"`` (num_buckets,
     label_range, soft). An unknown name or option raises ValueError listing the valid ones.
     """
-    cls = _LOSS_CLASSES[_check_name(name)]
-    allowed = loss_options(name)
-    for key in options:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"loss {name!r} has no option {key!r}.{hint} Its options: "
-                             f"{', '.join(allowed) or '(none)'}.")
-    return cls(**options)
+    return LOSS_REGISTRY.make(name, **options)
 
 
 def check_pairing(head: str, loss: str) -> None:
     """Raise ValueError, naming the heads that fit, when ``loss`` does not go with the head kind ``head``."""
-    if head not in HEADS:
-        raise ValueError(f"head kind {head!r} is not known; valid kinds: {', '.join(HEADS)}.")
-    fits = HEADS_FOR_LOSS[_check_name(loss)]
+    if head not in HEAD_REGISTRY:
+        raise ValueError(f"head kind {head!r} is not known; valid kinds: {', '.join(HEAD_REGISTRY.names)}.")
+    fits = HEADS_FOR_LOSS[LOSS_REGISTRY.check(loss)]
     if head not in fits:
-        takes = _LOSS_CLASSES[loss].takes
+        takes = LOSS_REGISTRY[loss].takes
         why = ("it trains the pooled embeddings u, v directly, and only a cosine head turns them into predictions"
                if takes == "embeddings" else "it needs the outputs those heads produce")
         raise ValueError(f"loss {loss!r} does not go with head {head!r}: {why}. Heads for {loss!r}: "

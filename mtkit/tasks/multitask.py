@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtkit.model.build import build_encoder
-from mtkit.model.pooling import POOLING_MODES, pool
+from mtkit.model.pooling import POOLING_REGISTRY, pool
 from mtkit.tasks.heads import SharedPairLayer, head_options, make_head
 from mtkit.tasks.losses import check_pairing, loss_options, make_loss
 
@@ -108,8 +108,8 @@ class MultitaskModel(nn.Module):
     def set_pooling_function(self, mode: str, fn: Callable | None) -> None:
         """Pool with ``fn(last_hidden_state, attention_mask) -> (B, H)`` wherever a task uses ``mode``; None
         restores mtkit.model.pooling's."""
-        if mode not in POOLING_MODES:
-            raise ValueError(f"pooling mode {mode!r} is not known; use one of {list(POOLING_MODES)}.")
+        if mode not in POOLING_REGISTRY:
+            raise ValueError(f"pooling mode {mode!r} is not known; use one of {list(POOLING_REGISTRY.names)}.")
         if fn is None:
             self.pooling_functions.pop(mode, None)
         else:

@@ -6,11 +6,12 @@ import difflib
 import math
 from pathlib import Path
 
-from mtkit.model.pooling import POOLING_MODES
+from mtkit.model.pooling import POOLING_REGISTRY
 from mtkit.optim.schedules import SCHEDULES as SCHEDULERS
-from mtkit.tasks.heads import HEADS
-from mtkit.tasks.losses import LOSSES
-from mtkit.train.schedules import SCHEDULES
+from mtkit.tasks.heads import HEAD_REGISTRY
+from mtkit.tasks.losses import LOSS_REGISTRY
+from mtkit.train.schedules import SCHEDULE_REGISTRY
+from mtkit.util.registry import did_you_mean
 
 __all__ = ['ConfigError', 'head_names', 'loss_names', 'pooling_names', 'schedule_names', 'scheduler_names']
 
@@ -24,25 +25,24 @@ def _where(source: str | None) -> str:
 
 
 def _unknown_key_message(key: str, known: list[str], context: str, source: str | None) -> str:
-    close = difflib.get_close_matches(str(key), known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, known)
     return (f"{context}unknown key {key!r}{_where(source)}.{hint} Allowed keys: {', '.join(sorted(known))}.")
 
 
 def head_names() -> list[str]:
-    return sorted(HEADS)
+    return sorted(HEAD_REGISTRY.names)
 
 
 def loss_names() -> list[str]:
-    return sorted(LOSSES)
+    return sorted(LOSS_REGISTRY.names)
 
 
 def pooling_names() -> list[str]:
-    return sorted(POOLING_MODES)
+    return sorted(POOLING_REGISTRY.names)
 
 
 def schedule_names() -> list[str]:
-    return sorted(SCHEDULES)
+    return sorted(SCHEDULE_REGISTRY.names)
 
 
 def scheduler_names() -> list[str]:

@@ -45,7 +45,6 @@ Taught in notebooks/07_multitask_training.ipynb.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 
 from mtkit.train.loss_weights import TaskWeights, main_aux
@@ -53,14 +52,16 @@ from mtkit.train.schedules.base import TaskSchedule, as_numpy_rng, count_batches
 from mtkit.train.schedules.dynamic import DynamicSchedule
 from mtkit.train.schedules.ordered import EqualSchedule, RoundRobinSchedule, SequentialSchedule
 from mtkit.train.schedules.sampled import ProportionalSchedule, SqrtSchedule, TemperatureSchedule
+from mtkit.util.registry import Registry
 
-__all__ = ["SCHEDULES", "TaskSchedule", "SequentialSchedule", "RoundRobinSchedule", "ProportionalSchedule",
+__all__ = ["SCHEDULES", "SCHEDULE_REGISTRY", "TaskSchedule", "SequentialSchedule", "RoundRobinSchedule", "ProportionalSchedule",
            "TemperatureSchedule", "SqrtSchedule", "EqualSchedule", "DynamicSchedule", "TaskWeights", "main_aux",
            "make_task_schedule", "schedule_options", "count_batches", "as_numpy_rng"]
 
 
 # ------------------------------------------------------------------------------------------------ factory
-_SCHEDULE_CLASSES = {
+# The task schedules a config may name: a new one is one TaskSchedule class and one line here.
+SCHEDULE_REGISTRY = Registry("task schedule", {
     "sequential": SequentialSchedule,
     "round-robin": RoundRobinSchedule,
     "proportional": ProportionalSchedule,
@@ -68,22 +69,14 @@ _SCHEDULE_CLASSES = {
     "sqrt": SqrtSchedule,
     "equal": EqualSchedule,
     "dynamic": DynamicSchedule,
-}
-SCHEDULES = tuple(_SCHEDULE_CLASSES)  # the names a config may use for ``schedule``
-
-
-def _check_name(name: str) -> str:
-    if name not in _SCHEDULE_CLASSES:
-        close = difflib.get_close_matches(str(name).replace("_", "-"), SCHEDULES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"task schedule {name!r} is not known.{hint} Valid schedules: {', '.join(SCHEDULES)}.")
-    return name
+}, plural="schedules", owner="schedule",
+                             normalize=lambda name: name.replace("_", "-"))
+SCHEDULES = SCHEDULE_REGISTRY.names  # the built-in schedules (read SCHEDULE_REGISTRY.names for any added later)
 
 
 def schedule_options(name: str) -> dict:
     """The options of a schedule and their defaults (``inspect.Parameter.empty`` when required)."""
-    params = inspect.signature(_SCHEDULE_CLASSES[_check_name(name)].__init__).parameters
-    return {key: p.default for key, p in params.items() if key != "self"}
+    return SCHEDULE_REGISTRY.options(name)
 
 
 def make_task_schedule(name: str, **options) -> TaskSchedule:
@@ -94,16 +87,10 @@ def make_task_schedule(name: str, **options) -> TaskSchedule:
     (anneal_to, over_epochs, steps), ``"equal"`` (steps, order), ``"dynamic"`` (targets, min_share, steps).
     An unknown name or option, or a missing required one, raises ValueError listing the valid ones.
     """
-    cls = _SCHEDULE_CLASSES[_check_name(name)]
     allowed = schedule_options(name)
-    for key in options:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"schedule {name!r} has no option {key!r}.{hint} Its options: "
-                             f"{', '.join(allowed) or '(none)'}.")
+    SCHEDULE_REGISTRY.check_options(name, options)
     required = [k for k, d in allowed.items() if d is inspect.Parameter.empty and k not in options]
     if required:
         raise ValueError(f"schedule {name!r} needs option(s) {required}, e.g. schedule_options: "
                          f"{{targets: {{sst: 0.52, para: 0.88, sts: 0.85}}}}.")
-    return cls(**options)
+    return SCHEDULE_REGISTRY[name](**options)
