@@ -107,3 +107,10 @@ def test_imports_sit_at_the_top(path):
            if module.split(".")[0] == "mtkit" or module.split(".")[0] in sys.stdlib_module_names - {"resource"}
            or "#" not in text]
     assert not bad, "imports to move to the top of the module (or to comment):\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_is_over_the_size_of_a_room(path):
+    """A module is one box of the data path: at most 450 lines (split it along its jobs when it grows)."""
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines (at most {MAX_LINES})"
