@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.common import add_run_options, device_from  # noqa: E402
 from mtkit.model.bert import BertModel  # noqa: E402
 from mtkit.optim import AdamW, layerwise_lr_groups  # noqa: E402
 
@@ -76,16 +77,10 @@ def main(argv=None) -> int:
     parser.add_argument("--iters", type=int, default=5, help="steps per round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer first")
     parser.add_argument("--layouts", default="single,llrd", help="comma list of: single, llrd")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the results to this file")
+    add_run_options(parser)
     args = parser.parse_args(argv)
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda asked for, but torch.cuda.is_available() is False on this machine")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = device_from(args, parser)
     layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
     for layout in layouts:
         if layout not in ("single", "llrd"):

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.common import add_run_options, device_from  # noqa: E402
 from mtkit.model.bert import BertModel  # noqa: E402
 from mtkit.surgery import GradientSurgery  # noqa: E402
 
@@ -177,17 +178,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="sentences (or pairs) per task batch")
     parser.add_argument("--seq-len", type=int, default=32, help="tokens per sentence")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward passes")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--micro-repeats", type=int, default=31, help="rounds of the isolated surgery timing")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the results to this file")
+    add_run_options(parser)
     args = parser.parse_args(argv)
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda asked for, but torch.cuda.is_available() is False on this machine")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = device_from(args, parser)
     torch.manual_seed(args.seed)
     encoder = BertModel.from_pretrained()
     model = Bench(encoder).to(device).train()

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtkit.data.fetch import sha256_of
 from mtkit.data.records import DataFormatError, decode_text, read_records
 
 MANIFEST_FORMAT = "mtkit.data.split"
@@ -165,14 +166,6 @@ def seeded_order(rows: int, seed: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------ files
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
     with open(tmp, "wb") as handle:

@@ -30,17 +30,12 @@ class Sum(GramWeighting):
         return Weights(eye.sum(dim=0), per_task=eye)
 
 
-class Mean(GramWeighting):
+class Mean(Sum):
     """update = (1 / k) sum_i g_i over the k tasks present this step."""
 
     name = "mean"
     summary = "the mean of the task gradients present this step"
-    paper = "-"
-
-    def __init__(self, tasks) -> None:
-        super().__init__(tasks)
 
     def weigh(self, step: Step) -> Weights:
-        k = step.gram.shape[0]
-        eye = torch.eye(k, dtype=step.gram.dtype, device=step.gram.device)  # (k, k)
-        return Weights(eye.sum(dim=0) / k, per_task=eye)
+        total = super().weigh(step)
+        return Weights(total.coefficients / step.gram.shape[0], per_task=total.per_task)
