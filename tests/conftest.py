@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA_FILES = ("ids-sst-train.csv", "ids-sst-dev.csv", "quora-train.csv", "quora-dev.csv",
@@ -35,3 +36,14 @@ def _torch_threads():
     import torch
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     yield
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy machine OpenMP's spinning threads make a
+    tiny backward pass 40x slower: a test module that uses this (``pytestmark = pytest.mark.usefixtures(
+    "one_thread")``) runs on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,7 +13,7 @@ from safetensors.torch import load, save
 
 from mtkit.surgery.weighting import LOSS_WEIGHTINGS, stack_losses
 from mtkit.train.checkpoint import flatten_state, unflatten_state
-from mtkit.train.schedules import TaskWeights, main_aux
+from mtkit.train.loss_weights import TaskWeights, main_aux
 
 NAMES = list(LOSS_WEIGHTINGS)
 TASKS = ["sst", "para", "sts"]

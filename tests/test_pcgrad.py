@@ -9,15 +9,7 @@ import torch
 
 from mtkit.surgery.pcgrad import main_aux_mixing, main_aux_pcgrad, pcgrad, pcgrad_weights, visit_orders
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine OpenMP's spinning threads make a
-    tiny backward pass 40x slower; run these tests on one thread (after conftest's own thread setting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def reference_pcgrad(grads: torch.Tensor, orders: list[list[int]], reduction: str = "sum") -> torch.Tensor:

@@ -21,14 +21,7 @@ TASKS = ["sst", "para", "sts"]
 BLOCKS = ["embeddings.word", "embeddings.other", "layers.0", "layers.1", "pooler"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine OpenMP's spinning threads make a
-    tiny backward pass 40x slower; run these tests on one thread (after conftest's own thread setting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def synthetic_telemetry(seed: int = 0, steps=range(0, 100, 10), flip: float = 0.0) -> GradientTelemetry:

@@ -19,14 +19,7 @@ TASKS = ["sst", "para", "sts"]
 B, T, V = 4, 6, 50
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine OpenMP's spinning threads make a
-    tiny backward pass 40x slower; run these tests on one thread (after conftest's own thread setting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class TinyMultitask(torch.nn.Module):

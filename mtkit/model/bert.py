@@ -130,11 +130,11 @@ class SelfAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, D)
 
-    def forward(self, x: torch.Tensor, mask: _Mask, kind: str | Callable = "sdpa",
+    def forward(self, x: torch.Tensor, mask: AttentionMask, kind: str | Callable = "sdpa",
                 return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``kind``: "sdpa", "explicit", or a function ``attention(q, k, v, attention_mask) -> (context,
         probs)`` on (B, heads, T, D) tensors (a learner's exercise; it applies no dropout)."""
-        # x is (B, T, H), or (N, H) when the fused path packs the N real tokens of the batch (see _Mask).
+        # x is (B, T, H), or (N, H) when the fused path packs the N real tokens of the batch (see AttentionMask).
         q, k, v = self.query(x), self.key(x), self.value(x)  # each like x
         if mask.packed:
             q, k, v = mask.pad(q), mask.pad(k), mask.pad(v)  # (N, H) -> (B, T, H), zeros at padding
@@ -184,7 +184,7 @@ class BertLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: _Mask, kind: str | Callable = "sdpa",
+    def forward(self, x: torch.Tensor, mask: AttentionMask, kind: str | Callable = "sdpa",
                 return_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, probs = self.attention(x, mask, kind, return_probs)
         x = self.attention_norm(x + self.dropout(attended))  # add & norm, (B, T, H)
@@ -203,7 +203,7 @@ class Pooler(nn.Module):
         return torch.tanh(self.dense(hidden[:, 0]))  # (B, H) from the [CLS] position
 
 
-class _Mask:
+class AttentionMask:
     """The padding mask in the forms the attention paths want, built once per forward.
 
     ``keep`` is ``None`` when there is no padding at all, so the fused kernel runs without a mask. With
@@ -256,7 +256,7 @@ class BertModel(nn.Module):
     inference; ``attention="explicit"`` is the written-out version taught in the notebook. Switch at any time
     with ``set_attention``. Asking for ``output_attentions`` computes the probabilities explicitly for that call
     (the fused kernel never materialises them), so the returned maps are real either way. On a padded batch the
-    fused path also skips the padding in every token-wise layer (see ``_Mask``); the numbers on real tokens are
+    fused path also skips the padding in every token-wise layer (see ``AttentionMask``); the numbers on real tokens are
     the same as the explicit path's (tests/test_bert.py).
 
     Taught in notebooks/03_attention_and_minbert.ipynb.
@@ -341,10 +341,10 @@ class BertModel(nn.Module):
         if output_attentions and implementations.layer is not None:
             raise ValueError("output_attentions needs minBERT's own layers: this encoder runs a layer function "
                              "of yours (set_implementations(layer=...)), which returns no attention maps.")
-        # The fused path packs the real tokens (see _Mask); the explicit path, attention maps and functions of a
+        # The fused path packs the real tokens (see AttentionMask); the explicit path, attention maps and functions of a
         # learner (set_implementations) use (B, T, H).
         packed = self.attention == "sdpa" and not output_attentions and implementations.empty
-        mask = _Mask(attention_mask, packed=packed)
+        mask = AttentionMask(attention_mask, packed=packed)
         if implementations.embeddings is None:
             x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
         else:

@@ -103,7 +103,7 @@ plt.show()
 # sentiment as the *main* task and the others as *auxiliary* with $\lambda = 0.3$:
 
 # %%
-from mtkit.train.schedules import TaskWeights, main_aux
+from mtkit.train.loss_weights import TaskWeights, main_aux
 
 weights = main_aux("sst", aux_weight=0.3, tasks=["sst", "para", "sts"])
 print(weights, "->", weights.as_dict(["sst", "para", "sts"]))

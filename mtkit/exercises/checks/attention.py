@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from mtkit.exercises.checks.runner import CheckResult, _describe, _gen, _randn, _Runner, _shapes, gradient_check
-from mtkit.model.bert import BertLayer, _Mask
+from mtkit.model.bert import BertLayer, AttentionMask
 from mtkit.model.bert_config import BertConfig
 
 __all__ = ['check_attention', 'check_layer_forward']
@@ -113,7 +113,7 @@ def _tiny_layer(seed: int, dtype=torch.float32):
 
 def _reference_layer(layer, x, mask):
     with torch.no_grad():
-        return layer(x, _Mask(mask), kind="explicit")[0]  # (B, T, H)
+        return layer(x, AttentionMask(mask), kind="explicit")[0]  # (B, T, H)
 
 
 def _layer_mistakes(layer, x, mask) -> dict[str, tuple[torch.Tensor, str]]:
@@ -130,7 +130,7 @@ def _layer_mistakes(layer, x, mask) -> dict[str, tuple[torch.Tensor, str]]:
         def attend(h):
             q, k, v = split(att.query(h)), split(att.key(h)), split(att.value(h))
             scores = q @ k.transpose(-2, -1) / (math.sqrt(D) if scale else 1.0)
-            additive = _Mask(mask).additive(scores.dtype)
+            additive = AttentionMask(mask).additive(scores.dtype)
             scores = scores if additive is None else scores + additive
             return att.output((scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, H))
 
@@ -204,7 +204,7 @@ def check_layer_forward(layer_forward: Callable) -> CheckResult:
               _shapes(x=x, attention_mask=mask))
     wrt = [("x", None)] + list(layer.named_parameters())
     x_ref = x.clone().requires_grad_(True)
-    expected = torch.autograd.grad((layer(x_ref, _Mask(mask), kind="explicit")[0][real] * weights).sum(),
+    expected = torch.autograd.grad((layer(x_ref, AttentionMask(mask), kind="explicit")[0][real] * weights).sum(),
                                    [x_ref] + [p for _, p in wrt[1:]])
     x_in = x.clone().requires_grad_(True)
     with torch.enable_grad():
