@@ -25,6 +25,7 @@ Taught in notebooks/07_multitask_training.ipynb.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -117,11 +118,6 @@ class Trainer(TaskFeed, Stages, Evaluation, Resume):
         self.surgery = None
         self._batch_cache: dict = {}
         self._segment_start = time.perf_counter()
-
-    @property
-    def step(self) -> int:
-        """Optimizer steps done so far (``run.step``, the training position)."""
-        return self.run.step
 
     # ------------------------------------------------------------------------------------------------ fit
     def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
@@ -346,6 +342,16 @@ class Trainer(TaskFeed, Stages, Evaluation, Resume):
                            history_path=self.history.path, predictions=predictions, steps=self.run.step,
                            skipped_steps=self.run.skipped_steps, finished=self.run.finished, history=self.history)
 
+
+
+def _position(name: str) -> property:
+    return property(lambda trainer: getattr(trainer.run, name),
+                    doc=f"``run.{name}``: part of the training position, read-only here (callbacks read it).")
+
+
+# trainer.step, trainer.epoch, trainer.best ...: read-only views of the one RunState the trainer writes
+for _field in dataclasses.fields(RunState):
+    setattr(Trainer, _field.name, _position(_field.name))
 
 def train(config: TrainConfig | dict | str | Path, resume: bool = False, overwrite: bool = False,
           **kwargs) -> TrainResult:
