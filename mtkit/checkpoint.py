@@ -3,14 +3,14 @@
 A checkpoint is a folder::
 
     step-00000120/
-        mtkit_model.safetensors   the weights (encoder.* and heads.*, mtkit's names)
-        state.safetensors   every other tensor: optimizer moments, RNG states, surgery buffers' generator ...
-        state.json          the rest of the training state (numbers, strings, lists), with references into
-                            state.safetensors where a tensor was
-        mtkit_run.json      the TrainConfig as plain values
-        vocab.txt ...       the tokenizer's files
-        manifest.json       format version, step, the mtkit (version, commit) that wrote it, and the size and
-                            SHA-256 of each file above: written last
+        mtkit_model.safetensors  the weights (encoder.* and heads.*, mtkit's names)
+        state.safetensors        every other tensor: optimizer moments, RNG states, surgery buffers' generator ...
+        state.json               the rest of the training state (numbers, strings, lists), with references into
+                                 state.safetensors where a tensor was
+        mtkit_run.json           the TrainConfig as plain values
+        vocab.txt ...            the tokenizer's files
+        manifest.json            format version, step, the mtkit (version, commit) that wrote it, and the size
+                                 and SHA-256 of each file above: written last
 
 No file has a name Hugging Face gives a model folder's files (``config.json``, ``model.safetensors``): with
 them, ``transformers.BertModel.from_pretrained`` took a checkpoint for a BERT folder, read the run config as

@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -65,7 +68,8 @@ def run_a(demo, tmp_path_factory):
 def run_b(demo, tmp_path_factory):
     """A shared pair layer, [CLS] for SST, max pooling and a regression head (no cosine) for STS."""
     return _train(demo, tmp_path_factory.mktemp("run-b") / "run", shared_pair_layer=16,
-                  tasks={"sst": {"pooling": "cls"}, "para": {}, "sts": {"pooling": "max", "head": "sigmoid_regression"}})
+                  tasks={"sst": {"pooling": "cls"}, "para": {},
+                         "sts": {"pooling": "max", "head": "sigmoid_regression"}})
 
 
 @contextlib.contextmanager
@@ -145,6 +149,18 @@ def test_an_old_checkpoint_still_loads_evaluates_and_exports(tmp_path):
     assert hf.config.hidden_size == 8 and hf.config.num_hidden_layers == 1
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert "not recorded" in (out / "README.md").read_text()  # an old checkpoint has no commit
+
+
+def test_export_needs_neither_transformers_nor_sentence_transformers(tmp_path):
+    """The kit writes plain files: with both libraries made unimportable, the export still works."""
+    script = ("import sys; sys.modules['transformers'] = None; sys.modules['sentence_transformers'] = None\n"
+              "from mtkit.cli import main\n"
+              f"sys.exit(main(['export', {str(OLD_RUN)!r}, '--out', {str(tmp_path / 'st')!r}, "
+              "'--format', 'sentence-transformers']))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "st" / "modules.json").is_file()
 
 
 # ------------------------------------------------------------------------------------------------ save_pretrained
@@ -262,7 +278,8 @@ def test_the_model_card_says_what_was_trained_and_how(run_a, tmp_path):
     assert card.startswith("---\nlibrary_name: sentence-transformers\n")
     best = read_checkpoint(run_a / "best" / "step-00000002").state["best"]
     for text in ("## Base encoder", "randomly initialised", "| sts | pair_regression | bi | mean | cosine |",
-                 "ids-sst-train.csv", f"overall: {best['overall']:.4f}", f"pearson {best['metrics']['sts']['pearson']:.4f}",
+                 "ids-sst-train.csv", f"overall: {best['overall']:.4f}",
+                 f"pearson {best['metrics']['sts']['pearson']:.4f}",
                  "lr: 0.001", f"mtkit {__version__}", "normalised"):
         assert text in card, text
     commit = kit_provenance()["commit"]
