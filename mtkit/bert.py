@@ -348,6 +348,7 @@ class BertModel(nn.Module):
         self.pooler = Pooler(config)
         self.set_attention(attention)
         self.implementations = EncoderImplementations()
+        self.vocab_file: Path | None = None  # the vocab.txt of the folder it was loaded from (save_pretrained)
         self.apply(self._init_weights)
 
     # ----- construction -----------------------------------------------------------------------------------------
@@ -403,15 +404,18 @@ class BertModel(nn.Module):
             model = cls(config, attention=attention)
         model = model.to_empty(device="cpu")
         weights.load_into(model, model_dir)
+        if (model_dir / "vocab.txt").is_file():
+            model.vocab_file = model_dir / "vocab.txt"
         if dtype is not None:
             model = model.to(dtype)
         return model.eval()
 
-    def save_pretrained(self, directory: str | Path, vocab_file: str | Path | None = None) -> Path:
-        """Write a Hugging Face BERT folder (see ``mtkit.weights.save_pretrained``)."""
+    def save_pretrained(self, directory: str | Path, vocab_file: str | Path | None = None,
+                        tokenizer=None) -> Path:
+        """Write a Hugging Face BERT folder with its tokenizer (see ``mtkit.weights.save_pretrained``)."""
         from mtkit import weights
 
-        return weights.save_pretrained(self, directory, vocab_file=vocab_file)
+        return weights.save_pretrained(self, directory, vocab_file=vocab_file, tokenizer=tokenizer)
 
     # ----- forward ----------------------------------------------------------------------------------------------
     def _check_inputs(self, input_ids, attention_mask, token_type_ids) -> None:

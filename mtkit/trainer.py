@@ -42,7 +42,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mtkit.checkpoint import CheckpointError, CheckpointStore, read_checkpoint, resolve
+from mtkit.checkpoint import CheckpointError, CheckpointStore, read_checkpoint, resolve, run_config_name
 from mtkit.history import History
 from mtkit.train_config import TrainConfig
 
@@ -943,7 +943,7 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"):
     from mtkit.tokenizer import Tokenizer
     folder = resolve(path, prefer="best")
     checkpoint = read_checkpoint(folder)
-    config = TrainConfig.from_dict(checkpoint.config, source=str(folder / "config.json"))
+    config = TrainConfig.from_dict(checkpoint.config, source=str(folder / run_config_name(checkpoint.manifest)))
     meta = checkpoint.state["model_meta"]
     encoder = BertModel(BertConfig.from_dict(meta["encoder_config"]))
     specs = [TaskSpec.from_dict(s) for s in meta["tasks"]]

@@ -276,12 +276,31 @@ def load_into(model: "BertModel", model_dir: str | Path) -> "BertModel":
     return model
 
 
-def save_pretrained(model: "BertModel", directory: str | Path, vocab_file: str | Path | None = None) -> Path:
-    """Write ``model`` as a Hugging Face BERT folder: ``model.safetensors`` (HF names), ``config.json`` and,
-    when ``vocab_file`` is given, a copy of ``vocab.txt``. ``transformers.BertModel.from_pretrained`` reads it.
+def save_pretrained(model: "BertModel", directory: str | Path, vocab_file: str | Path | None = None,
+                    tokenizer=None) -> Path:
+    """Write ``model`` as a Hugging Face BERT folder: ``model.safetensors`` (HF names), ``config.json`` (a true
+    BertConfig: ``model_type`` bert and the model's dimensions) and a tokenizer (``vocab.txt``,
+    ``tokenizer_config.json``). ``transformers.AutoModel`` and ``AutoTokenizer`` read it.
+
+    The tokenizer is ``tokenizer`` (an :class:`mtkit.tokenizer.Tokenizer`) when given, else one over
+    ``vocab_file``, else the vocabulary the model was loaded with (``model.vocab_file``, with that folder's
+    tokenizer settings). A model built from a config alone has none: pass one, or this raises ``ValueError``
+    (a folder without a vocabulary would give transformers a 5-token tokenizer without an error).
     """
     from safetensors.torch import save_file
 
+    from mtkit.tokenizer import Tokenizer
+
+    if tokenizer is None and vocab_file is not None:
+        tokenizer = Tokenizer(vocab_file, model_max_length=model.config.max_position_embeddings)
+    if tokenizer is None and getattr(model, "vocab_file", None) is not None:
+        tokenizer = Tokenizer.from_pretrained(Path(model.vocab_file).parent)
+    if tokenizer is None:
+        raise ValueError("save_pretrained: this model was not loaded from a folder, so it has no vocabulary of its "
+                         "own; pass vocab_file=... (the vocab.txt it was trained with) or tokenizer=....")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"save_pretrained: the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding "
+                         f"has {model.config.vocab_size} rows; this vocabulary does not belong to this model.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {mtkit_to_hf(name): tensor.detach().to("cpu").contiguous()
@@ -289,6 +308,5 @@ def save_pretrained(model: "BertModel", directory: str | Path, vocab_file: str |
     save_file(tensors, str(directory / SAFETENSORS_NAME), metadata={"format": "pt"})
     config = model.config.to_dict() | {"architectures": ["BertModel"], "position_embedding_type": "absolute"}
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    if vocab_file is not None:
-        (directory / "vocab.txt").write_bytes(Path(vocab_file).read_bytes())
+    tokenizer.save_pretrained(directory, model_max_length=model.config.max_position_embeddings)
     return directory
