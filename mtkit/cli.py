@@ -1,4 +1,4 @@
-"""The ``mtkit`` command: train, evaluate, predict, fetch and split data, write the demo set.
+"""The ``mtkit`` command: train, evaluate, predict, export, fetch and split data, write the demo set.
 
 ``mtkit train`` accepts the flags of the CS224N starter's ``multitask_classifier.py`` (same names, so a
 command line from the handout works), plus ``--config file.yaml`` for everything else. The YAML keys are the
@@ -11,6 +11,7 @@ and ``--set key=value`` overrides any key (``--set schedule=round-robin --set su
     mtkit evaluate runs/report_a                                  # dev metrics of the best model
     mtkit predict runs/report_a --split test                      # submission files
     mtkit evaluate runs/a runs/b runs/c                           # an ensemble: averaged logits and scores
+    mtkit export runs/report_a --out exported --format sentence-transformers   # for the field's libraries
 
 Flags of the starter that are not given keep the config's value (the starter's own defaults are the
 config's defaults: seed 11711, 10 epochs, batch size 8, lr 1e-5, dropout 0.3), with one difference:
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from mtkit.data import demo, fetch
 from mtkit.data import split as data_split
+from mtkit.export import FORMATS, export
 from mtkit.train.checkpoint import CheckpointError
 from mtkit.train.config import SURGERIES, ConfigError, TrainConfig
 from mtkit.train.ensemble import Ensemble
@@ -252,6 +254,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a trained model as a transformers or sentence-transformers folder",
+                       description="Export a trained model (a run folder: its best checkpoint) as a folder that "
+                                   "transformers or sentence-transformers loads, with the task heads beside it "
+                                   "(heads.safetensors, heads.json) and a model card (README.md).")
+    p.add_argument("checkpoint", help="run folder, best/ or checkpoints/ folder, or one step-XXXXXXXX folder")
+    p.add_argument("--out", required=True, help="folder to write (new or empty)")
+    p.add_argument("--format", choices=FORMATS, default="transformers", help="default: transformers")
+    p.add_argument("--task", help="sentence-transformers: the task whose sentence vectors to export (default: the "
+                                  "similarity task, else a bi-encoder pair task, else the first)")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="sentence-transformers: add a Normalize module (default: when the task compares cosines)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+
+
+def cmd_export(args) -> int:
+    result = export(args.checkpoint, args.out, format=args.format, task=args.task, normalize=args.normalize,
+                    overwrite=args.overwrite)
+    print(result)
+    return 0
+
+
 def cmd_demo_data(argv: list[str]) -> int:
     return int(demo.cli(argv) or 0)
 
@@ -263,9 +287,10 @@ def cmd_data(argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtkit", description="mtkit: multitask fine-tuning of BERT, for learning.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,data,demo-data}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,export,data,demo-data}")
     _add_train_parser(sub)
     _add_model_parsers(sub)
+    _add_export_parser(sub)
     sub.add_parser("demo-data", help="write the synthetic demo set (CS224N file formats): mtkit demo-data --help",
                    add_help=False)
     sub.add_parser("data", help="data commands: mtkit data fetch --help, mtkit data split --help", add_help=False)
@@ -301,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
     try:
         return handlers[args.command](args)
     except (CLIError, ConfigError) as err:

@@ -114,7 +114,7 @@ def test_damaged_checkpoint_is_detected_and_skipped(tmp_path):
     store = CheckpointStore(tmp_path, keep=1)
     store.save(1, {"w": torch.zeros(2)}, {}, {})
     newest = store.save(2, {"w": torch.ones(2)}, {}, {})
-    with open(newest / "model.safetensors", "r+b") as fh:  # flip bytes, same size
+    with open(newest / "mtkit_model.safetensors", "r+b") as fh:  # flip bytes, same size
         fh.seek(-4, os.SEEK_END)
         fh.write(b"\xff\xff\xff\xff")
     with pytest.raises(CheckpointError, match="SHA-256"):
@@ -126,8 +126,8 @@ def test_damaged_checkpoint_is_detected_and_skipped(tmp_path):
     assert [(r.path.name, r.reason) for r in store.rejected] == [("step-00000002", "state.json is missing")]
     ck = store.load_latest()
     assert ck.step == 1 and [str(r) for r in ck.rejected] == [  # load_latest checks the hashes too
-        "step-00000002 rejected: model.safetensors does not match its SHA-256 in manifest.json (its bytes changed: "
-        "damaged)"]
+        "step-00000002 rejected: mtkit_model.safetensors does not match its SHA-256 in manifest.json (its bytes "
+        "changed: damaged)"]
 
 
 def test_no_pickle_is_ever_loaded(tmp_path, monkeypatch):
@@ -161,7 +161,8 @@ CRASH_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("point", ["model.safetensors", "state.json", "manifest.json", "latest.json"])
+@pytest.mark.parametrize("point", ["mtkit_model.safetensors", "state.json", "manifest.json",
+                                   "latest.json"])
 def test_kill_during_checkpoint_write_leaves_a_loadable_checkpoint(tmp_path, point):
     """A process killed at any point of writing checkpoint 2 leaves checkpoint 1 (or a complete 2) loadable."""
     env = dict(os.environ, PYTHONPATH=str(REPO))

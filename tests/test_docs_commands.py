@@ -206,6 +206,30 @@ def _predict(ws: Workspace, command: str) -> None:
     assert (ws.root / "predictions" / "sts-dev-output.csv").is_file()  # the other files: ./predictions
 
 
+def _export(ws: Workspace, command: str) -> None:
+    """The export command as written (on the tiny run), then the folder is loaded by the library it is for."""
+    import json
+    words = shlex.split(command)
+    out, fmt = words[words.index("--out") + 1], words[words.index("--format") + 1]
+    shutil.rmtree(ws.root / out, ignore_errors=True)  # a documented command run twice writes a fresh folder
+    printed = ws.sh(command)
+    assert "exporting best/step-" in printed, printed
+    folder = ws.root / out
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "bert"
+    assert {"heads.safetensors", "heads.json", "README.md", "vocab.txt"} <= {p.name for p in folder.iterdir()}
+    load = ("from sentence_transformers import SentenceTransformer as M; M(%r, device='cpu').encode(['a b'])"
+            if fmt == "sentence-transformers" else "from transformers import AutoModel as M; M.from_pretrained(%r)")
+    ws.sh(f"python -c {shlex.quote(load % out)}")
+
+
+def _hub_client_has_upload(command: str) -> None:
+    """The documented client is installed and has the subcommand: ``hf upload --help`` (nothing is uploaded)."""
+    client = Path(sys.prefix) / "bin" / "hf"
+    assert command.startswith(".venv/bin/hf upload ") and client.is_file(), client
+    done = subprocess.run([str(client), "upload", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "REPO_ID" in done.stdout, done.stdout + done.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -313,6 +337,13 @@ COMMANDS: dict[str, Run | Skip] = {
         ".venv/bin/mtkit train --fine-tune-mode full-model --lr 1e-5 --batch_size 32 --epochs 3 --use_gpu",)),
     ".venv/bin/mtkit predict runs/mtkit --sst_test_out predictions/sst-test-output.csv": Run(_predict, needs=(
         ".venv/bin/mtkit train --fine-tune-mode full-model --lr 1e-5 --batch_size 32 --epochs 3 --use_gpu",)),
+    ".venv/bin/mtkit export runs/mtkit --out exported/mtkit-st --format sentence-transformers": Run(_export, needs=(
+        ".venv/bin/mtkit train --fine-tune-mode full-model --lr 1e-5 --batch_size 32 --epochs 3 --use_gpu",)),
+    ".venv/bin/mtkit export runs/mtkit --out exported/mtkit-hf --format transformers": Run(_export, needs=(
+        ".venv/bin/mtkit train --fine-tune-mode full-model --lr 1e-5 --batch_size 32 --epochs 3 --use_gpu",)),
+    ".venv/bin/hf upload your-name/mtkit-minilm exported/mtkit-st": Skip(
+        "uploads to the Hugging Face Hub: needs the network and an account's token (hf auth login); checked: the "
+        "client is installed and has `hf upload`", _hub_client_has_upload),
     ".venv/bin/mtkit data split data/quora-dev.csv --into quora-train.csv=16000 --into quora-dev.csv=rest "
     "--seed 224 --dest data/results --copy data/ids-sst-*.csv data/sts-*.csv": Run(
         _split, f"quora-train.csv={SPLIT_TRAIN_ROWS} instead of 16000 (the fetched test files are small)",

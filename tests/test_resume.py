@@ -144,8 +144,8 @@ def _rewrite_manifest(folder: Path, name: str, **entry) -> None:
 
 
 def _truncate_tensors(ck: Path) -> None:
-    data = (ck / "model.safetensors").read_bytes()
-    (ck / "model.safetensors").write_bytes(data[:len(data) // 2])
+    data = (ck / "mtkit_model.safetensors").read_bytes()
+    (ck / "mtkit_model.safetensors").write_bytes(data[:len(data) // 2])
 
 
 def _delete_state(ck: Path) -> None:
@@ -157,7 +157,7 @@ def _pointer_to_missing(ck: Path) -> None:
 
 
 def _hash_mismatch(ck: Path) -> None:
-    _rewrite_manifest(ck, "model.safetensors", sha256="0" * 64)
+    _rewrite_manifest(ck, "mtkit_model.safetensors", sha256="0" * 64)
 
 
 def _unparseable_state(ck: Path) -> None:  # size and hash agree with the manifest; the content does not parse
@@ -168,10 +168,11 @@ def _unparseable_state(ck: Path) -> None:  # size and hash agree with the manife
 
 
 @pytest.mark.parametrize("damage, rejected, reason, used_step", [
-    (_truncate_tensors, "step-00000004", r"model\.safetensors has [\d,]+ bytes where manifest\.json says [\d,]+", 2),
+    (_truncate_tensors, "step-00000004",
+     r"mtkit_model\.safetensors has [\d,]+ bytes where manifest\.json says [\d,]+", 2),
     (_delete_state, "step-00000004", r"state\.json is missing", 2),
     (_pointer_to_missing, "latest.json", r"latest\.json points to step-00000099, which does not exist", 4),
-    (_hash_mismatch, "step-00000004", r"model\.safetensors does not match its SHA-256 in manifest\.json", 2),
+    (_hash_mismatch, "step-00000004", r"mtkit_model\.safetensors does not match its SHA-256 in manifest\.json", 2),
     (_unparseable_state, "step-00000004", r"state\.json cannot be read", 2),
 ], ids=["truncated-tensors", "deleted-state", "pointer-to-missing-folder", "hash-mismatch", "parse-failure"])
 def test_a_damaged_checkpoint_is_reported_and_the_fallback_named(stopped_run, tmp_path, capsys, damage, rejected,

@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -270,6 +271,7 @@ class BertModel(nn.Module):
         self.pooler = Pooler(config)
         self.set_attention(attention)
         self.implementations = EncoderImplementations()
+        self.vocab_file: Path | None = None  # the vocab.txt of the folder it was loaded from (save_pretrained)
         self.apply(self._init_weights)
 
     # ----- construction -----------------------------------------------------------------------------------------

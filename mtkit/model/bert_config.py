@@ -49,6 +49,12 @@ class BertConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
+        if not path.is_file() and (path.parent / "manifest.json").is_file():
+            raise FileNotFoundError(
+                f"{path.parent} is an mtkit training checkpoint, not a Hugging Face BERT folder (its run config is "
+                "mtkit_run.json). Export it first: `mtkit export RUN_OR_CHECKPOINT --out DIR`, then load DIR; or "
+                "rebuild the trained model with mtkit.train.trained_model.load_checkpoint_model."
+            )
         if not path.is_file():
             raise FileNotFoundError(
                 f"No BERT config at {path}. A Hugging Face BERT directory holds config.json, "

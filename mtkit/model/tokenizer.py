@@ -26,7 +26,7 @@ from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import BertPreTokenizer
 from tokenizers.processors import TemplateProcessing
 
-from mtkit.model.pretrained import resolve_dir
+from mtkit.model.folders import resolve_dir
 
 PADDING_CHOICES = ("longest", "max_length", False)
 
@@ -61,6 +61,7 @@ class Tokenizer:
                 raise ValueError(f"{vocab_file} has no {token} token; it is not a BERT vocabulary.")
         self.vocab_file = vocab_file
         self.model_max_length = int(model_max_length)
+        self.lowercase, self.strip_accents, self.handle_chinese_chars = lowercase, strip_accents, handle_chinese_chars
         self.unk_token, self.cls_token, self.sep_token = unk_token, cls_token, sep_token
         self.pad_token, self.mask_token = pad_token, mask_token
 
@@ -112,6 +113,24 @@ class Tokenizer:
             if positions:
                 options["model_max_length"] = min(options.get("model_max_length", positions), int(positions))
         return cls(model_dir / "vocab.txt", **options)
+
+    def save_pretrained(self, directory: str | Path, model_max_length: int | None = None) -> Path:
+        """Write ``vocab.txt`` and ``tokenizer_config.json`` into ``directory``: the files from which
+        ``transformers.AutoTokenizer`` builds a tokenizer that gives the same ids as this one (a BertTokenizer with
+        the same lower-casing, accent stripping, Chinese-character handling, special tokens and length limit;
+        ``model_max_length`` lowers the limit written, e.g. to the encoder's position table)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if (directory / "vocab.txt").resolve() != self.vocab_file.resolve():
+            (directory / "vocab.txt").write_bytes(self.vocab_file.read_bytes())
+        config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.lowercase,
+                  "strip_accents": self.strip_accents, "tokenize_chinese_chars": self.handle_chinese_chars,
+                  "do_basic_tokenize": True, "never_split": None,
+                  "model_max_length": min(self.model_max_length, model_max_length or self.model_max_length),
+                  "unk_token": self.unk_token, "sep_token": self.sep_token, "pad_token": self.pad_token,
+                  "cls_token": self.cls_token, "mask_token": self.mask_token}
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return directory
 
     # ----- vocabulary -------------------------------------------------------------------------------------------
     @property

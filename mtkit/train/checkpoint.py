@@ -3,12 +3,22 @@
 A checkpoint is a folder::
 
     step-00000120/
-        model.safetensors   the weights (encoder.* and heads.*)
-        state.safetensors   every other tensor: optimizer moments, RNG states, surgery buffers' generator ...
-        state.json          the rest of the training state (numbers, strings, lists), with references into
-                            state.safetensors where a tensor was
-        config.json         the TrainConfig as plain values
-        manifest.json       format version, step, and the size and SHA-256 of each file above: written last
+        mtkit_model.safetensors  the weights (encoder.* and heads.*, mtkit's names)
+        state.safetensors        every other tensor: optimizer moments, RNG states, surgery buffers' generator ...
+        state.json               the rest of the training state (numbers, strings, lists), with references into
+                                 state.safetensors where a tensor was
+        mtkit_run.json           the TrainConfig as plain values
+        vocab.txt ...            the tokenizer's files
+        manifest.json            format version, step, the mtkit (version, commit) that wrote it, and the size
+                                 and SHA-256 of each file above: written last
+
+No file has a name Hugging Face gives a model folder's files (``config.json``, ``model.safetensors``): with
+them, ``transformers.BertModel.from_pretrained`` took a checkpoint for a BERT folder, read the run config as
+a BertConfig (a default bert-base) and initialised every weight at random, and transformers 5 builds a default
+config even when ``config.json`` is missing but ``model.safetensors`` is there. With neither it raises
+``OSError`` at once (tests/test_export.py); ``mtkit export`` writes the folders transformers and
+sentence-transformers load. Checkpoints written before (``model.safetensors`` and ``config.json``, named so in
+their manifest) still load.
 
 Writing is crash-safe. Everything goes into a temporary folder beside the final one (``.tmp-...``); each file
 is flushed and ``fsync``-ed, then the folder is renamed into place with ``os.replace`` (atomic on POSIX), and
@@ -29,7 +39,6 @@ Taught in notebooks/07_multitask_training.ipynb.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -40,14 +49,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-FORMAT = "mtkit.train.checkpoint"
+from mtkit.train.state_tensors import flatten_state, unflatten_state
+from mtkit.util.provenance import kit_provenance
+
+FORMAT = "mtkit.checkpoint"  # the format's name in every manifest (not a module path)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 POINTER = "latest.json"
-FILES = ("model.safetensors", "state.safetensors", "state.json", "config.json")
+MODEL_FILE = "mtkit_model.safetensors"  # never "model.safetensors", which transformers reads as BERT weights
+RUN_CONFIG = "mtkit_run.json"  # the TrainConfig; never "config.json", which transformers reads as a BertConfig
+LEGACY_NAMES = {MODEL_FILE: "model.safetensors", RUN_CONFIG: "config.json"}  # in checkpoints before issue 24
+FILES = (MODEL_FILE, "state.safetensors", "state.json", RUN_CONFIG)
 _NAME_RE = re.compile(r"^step-(\d+)$")
 
 # Fault injection for the crash-consistency tests: called with each file name right after that file is
@@ -73,67 +87,6 @@ class Rejection:
 
     def __str__(self) -> str:
         return f"{self.path.name} rejected: {self.reason}"
-
-
-# ------------------------------------------------------------------------------------------------ state <-> JSON
-def flatten_state(obj, tensors: dict[str, torch.Tensor] | None = None, path: str = "state"):
-    """Split a nested state into a JSON-ready skeleton and a dict of tensors (for safetensors).
-
-    Tensors become ``{"__tensor__": key}``, tuples ``{"__tuple__": [...]}``, dicts whose keys are not all
-    strings ``{"__items__": [[key, value], ...]}``, NumPy arrays ``{"__ndarray__": [...], "dtype": ...}``,
-    bytes ``{"__bytes__": base64}``. Anything else that JSON cannot hold raises TypeError naming its path.
-    Returns ``(skeleton, tensors)``.
-    """
-    if tensors is None:
-        tensors = {}
-    if isinstance(obj, torch.Tensor):
-        key = f"t{len(tensors)}"
-        tensors[key] = obj.detach().to("cpu").contiguous().clone()
-        return {"__tensor__": key}, tensors
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype), "shape": list(obj.shape)}, tensors
-    if isinstance(obj, np.generic):
-        return obj.item(), tensors
-    if isinstance(obj, bytes):
-        return {"__bytes__": base64.b64encode(obj).decode("ascii")}, tensors
-    if isinstance(obj, tuple):
-        return {"__tuple__": [flatten_state(v, tensors, f"{path}[{i}]")[0] for i, v in enumerate(obj)]}, tensors
-    if isinstance(obj, list):
-        return [flatten_state(v, tensors, f"{path}[{i}]")[0] for i, v in enumerate(obj)], tensors
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: flatten_state(v, tensors, f"{path}.{k}")[0] for k, v in obj.items()}, tensors
-        items = [[flatten_state(k, tensors, f"{path}<key>")[0], flatten_state(v, tensors, f"{path}[{k!r}]")[0]]
-                 for k, v in obj.items()]
-        return {"__items__": items}, tensors
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj, tensors
-    raise TypeError(f"{path}: a {type(obj).__name__} cannot be stored in a checkpoint (only tensors, arrays, "
-                    "numbers, strings, lists, tuples and dicts); convert it with a state_dict() first.")
-
-
-def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
-    """The inverse of :func:`flatten_state`."""
-    if isinstance(skeleton, list):
-        return [unflatten_state(v, tensors) for v in skeleton]
-    if isinstance(skeleton, dict):
-        if "__tensor__" in skeleton:
-            return tensors[skeleton["__tensor__"]]
-        if "__tuple__" in skeleton:
-            return tuple(unflatten_state(v, tensors) for v in skeleton["__tuple__"])
-        if "__items__" in skeleton:
-            return {_hashable(unflatten_state(k, tensors)): unflatten_state(v, tensors)
-                    for k, v in skeleton["__items__"]}
-        if "__ndarray__" in skeleton:
-            return np.asarray(skeleton["__ndarray__"], dtype=skeleton["dtype"]).reshape(skeleton["shape"])
-        if "__bytes__" in skeleton:
-            return base64.b64decode(skeleton["__bytes__"])
-        return {k: unflatten_state(v, tensors) for k, v in skeleton.items()}
-    return skeleton
-
-
-def _hashable(value):
-    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
 
 
 # ------------------------------------------------------------------------------------------------ file helpers
@@ -211,7 +164,7 @@ class Checkpoint:
     model: dict[str, torch.Tensor]
     state: dict
     config: dict
-    manifest: dict
+    manifest: dict  # with "mtkit": {"version", "commit", "dirty"} for checkpoints written since issue 24
     rejected: list = field(default_factory=list)  # Rejection of each newer checkpoint skipped to reach this one
 
 
@@ -230,21 +183,21 @@ def write_checkpoint(folder: str | Path, model_state: dict[str, torch.Tensor], s
     tmp = parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        _save_tensors(tmp / "model.safetensors", dict(model_state), metadata={"format": "pt"})
-        _after_write("model.safetensors")
+        _save_tensors(tmp / MODEL_FILE, dict(model_state), metadata={"format": "pt"})
+        _after_write(MODEL_FILE)
         skeleton, tensors = flatten_state(state or {})
         _save_tensors(tmp / "state.safetensors", tensors)
         _after_write("state.safetensors")
         _write_json(tmp / "state.json", skeleton)
         _after_write("state.json")
-        _write_json(tmp / "config.json", config or {})
-        _after_write("config.json")
+        _write_json(tmp / RUN_CONFIG, config or {})
+        _after_write(RUN_CONFIG)
         names = list(FILES)
         for name, source in (extra_files or {}).items():
             shutil.copyfile(source, tmp / name)
             _fsync_file(tmp / name)
             names.append(name)
-        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "step": int(step),
+        manifest = {"format": FORMAT, "version": FORMAT_VERSION, "step": int(step), "mtkit": kit_provenance(),
                     "files": {n: {"bytes": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)} for n in names}}
         _write_json(tmp / MANIFEST, manifest)
         _after_write(MANIFEST)
@@ -303,11 +256,24 @@ def verify(folder: str | Path, check_hash: bool = True) -> dict:
     return manifest
 
 
+def file_name(manifest: dict, name: str) -> str:
+    """The name ``name`` (MODEL_FILE or RUN_CONFIG) has in the checkpoint of ``manifest``: itself, or its old
+    name (LEGACY_NAMES) in a checkpoint written before issue 24, whose manifest lists that one instead."""
+    files = manifest.get("files", {})
+    legacy = LEGACY_NAMES.get(name)
+    return legacy if name not in files and legacy in files else name
+
+
+def run_config_name(manifest: dict) -> str:
+    """The file of a checkpoint that holds its TrainConfig: ``mtkit_run.json`` (``config.json`` before)."""
+    return file_name(manifest, RUN_CONFIG)
+
+
 def read_checkpoint(folder: str | Path, check_hash: bool = True, load_state: bool = True) -> Checkpoint:
     """Load a checkpoint folder (verified against its manifest) without unpickling anything."""
     folder = Path(folder)
     manifest = verify(folder, check_hash=check_hash)
-    reading = "model.safetensors"
+    reading = file_name(manifest, MODEL_FILE)
     try:  # a file whose size and hash agree with the manifest may still fail to parse (a manifest edited by hand)
         model = _load_tensors(folder / reading)
         state: dict = {}
@@ -316,7 +282,7 @@ def read_checkpoint(folder: str | Path, check_hash: bool = True, load_state: boo
             skeleton = json.loads((folder / reading).read_text(encoding="utf-8"))
             reading = "state.safetensors"
             state = unflatten_state(skeleton, _load_tensors(folder / reading))
-        reading = "config.json"
+        reading = run_config_name(manifest)
         config = json.loads((folder / reading).read_text(encoding="utf-8"))
     except CheckpointError:
         raise

@@ -11,7 +11,7 @@ from mtkit.model.bert_config import BertConfig
 from mtkit.model.build import build_tokenizer
 from mtkit.model.tokenizer import Tokenizer
 from mtkit.tasks.multitask import build_model
-from mtkit.train.checkpoint import read_checkpoint, resolve
+from mtkit.train.checkpoint import read_checkpoint, resolve, run_config_name
 from mtkit.train.config import TrainConfig
 
 __all__ = ['load_checkpoint_model']
@@ -24,7 +24,7 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"):
     """
     folder = resolve(path, prefer="best")
     checkpoint = read_checkpoint(folder)
-    config = TrainConfig.from_dict(checkpoint.config, source=str(folder / "config.json"))
+    config = TrainConfig.from_dict(checkpoint.config, source=str(folder / run_config_name(checkpoint.manifest)))
     meta = checkpoint.state["model_meta"]
     encoder = BertModel(BertConfig.from_dict(meta["encoder_config"]))
     specs = [TaskSpec.from_dict(s) for s in meta["tasks"]]
