@@ -19,19 +19,19 @@
 device = None          # None: the GPU if there is one, else the CPU
 data_dir = None        # None: $MTKIT_DATA, ./data, else the demo set; "demo"; or a folder with the CS224N files
 encoder = None         # None: all-MiniLM-L6-v2; or a Hugging Face BERT folder
-train_limit = 160      # training examples per task (None: all)
+train_limit = 96       # training examples per task (None: all)
 dev_limit = None
 epochs = 2
 batch_size = 16
 max_length = 64
 seed = 0
 results_dir = None
-lr = 5e-5
+lr = 2e-4               # high for BERT (recipes use 1e-5 to 5e-5), so that a dozen steps move the encoder
 head_lr = 1e-3
 telemetry_every = 1    # record the gradient-conflict telemetry every N optimizer steps
 eval_every = 1000      # evaluate every N optimizer steps and after the last one (here: once, at the end)
 scaled_task = "sst"    # the task whose loss the last two runs multiply by `scale`, so that its gradient dominates
-scale = 10.0
+scale = 30.0
 exercise_source = None  # None: your answers in exercises/ (unless $MTKIT_EXERCISE_SOURCE is set); "solutions"
 progress = True
 

@@ -21,7 +21,7 @@
 device = None          # None: the GPU if there is one, else the CPU
 data_dir = None        # None: $MTKIT_DATA, ./data, else the demo set; "demo"; or a folder with the CS224N files
 encoder = None         # None: all-MiniLM-L6-v2; or a Hugging Face BERT folder (the reports used bert-base-uncased)
-train_limit = 96       # training examples per task for every run (None: all)
+train_limit = 64       # training examples per task for every run (None: all)
 dev_limit = None       # dev examples per task (None: all)
 epochs = 2             # per run (a two-stage run needs at least 2: heads first, then everything)
 batch_size = 16        # overrides the reports' batch sizes, so that every run gets the same budget
@@ -162,7 +162,9 @@ from mtkit.metrics import evaluate_task, overall_score
 
 dev = {t: load_split(default_task(t), source.path, "dev")[0] for t in ("sst", "para", "sts")}
 dev = {t: (ex[:dev_limit] if dev_limit else ex) for t, ex in dev.items()}  # the dev examples the runs were scored on
-members = {name: Member.load(result.best_checkpoint, device=device) for name, (_, result) in trained.items()}
+# the trained models themselves, their selected weights loaded (Member.load(result.best_checkpoint) reads the
+# same from disk: the way to ensemble runs of earlier sessions, as `mtkit evaluate run_a run_b` does)
+members = {name: Member.from_trainer(trainer) for name, (trainer, _) in trained.items()}
 ensemble = Ensemble(list(members.values()))
 outputs = {t: ensemble.member_outputs(t, dev[t]) for t in dev}  # one pass per member and task, reused below
 preds = {t: ensemble.average(t, outputs[t]) for t in dev}
