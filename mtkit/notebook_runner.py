@@ -223,9 +223,9 @@ def profile_parameters(profile: str, notebook: str) -> dict:
 
 def kernel_environment(exercise_source: str | None = None) -> dict:
     """The environment notebook kernels run in: the inline matplotlib backend (MPLBACKEND unset, which the
-    Makefile sets to Agg for scripts), widget callbacks that fail loudly and OpenMP threads that sleep when idle. ``exercise_source`` sets
-    ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows (the committed outputs are
-    built with ``"solutions"``, see tools/build_notebooks.py)."""
+    Makefile sets to Agg for scripts), widget callbacks that fail loudly and OpenMP threads that sleep when idle.
+    ``exercise_source`` sets ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows
+    (the committed outputs are built with ``"solutions"``, see tools/build_notebooks.py)."""
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
     env["MTKIT_WIDGET_ERRORS"] = "raise"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtkit.baselines import (PROBE_CS, best_threshold, cross_fitted_threshold, embed_sentences, frozen_baselines, l2_normalize,
-                             linear_probe, linear_probe_accuracy, pair_cosines, pair_features)
+from mtkit.baselines import (PROBE_CS, best_threshold, cross_fitted_threshold, embed_sentences, frozen_baselines,
+                             l2_normalize, linear_probe, linear_probe_accuracy, pair_cosines, pair_features)
 
 
 def brute_force_threshold(scores, labels):

@@ -31,5 +31,6 @@ def test_member_from_trainer_equals_the_member_loaded_from_its_best_checkpoint(d
     assert in_memory.specs == loaded.specs
     for task in ("sst", "para", "sts"):
         examples, _ = load_split(default_task(task), demo, "dev")
-        [a], [b] = Ensemble([in_memory]).member_outputs(task, examples), Ensemble([loaded]).member_outputs(task, examples)
+        [a] = Ensemble([in_memory]).member_outputs(task, examples)
+        [b] = Ensemble([loaded]).member_outputs(task, examples)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
