@@ -263,10 +263,10 @@ comparison = pd.DataFrame({name: {**describe(runs[name], recorders[name]),
                            for name in runs}).T
 display(comparison.round(3))
 plain_run, pcgrad_run = f"none, {scaled_task} x {scale:g}", f"pcgrad, {scaled_task} x {scale:g}"
-effect = {t: comparison.loc[pcgrad_run, t] - comparison.loc[plain_run, t] for t in ("sst", "para", "sts", "overall")}
-print(f"PCGrad minus plain, {scaled_task} x {scale:g}: " + ", ".join(f"{t} {d:+.3f}" for t, d in effect.items()))
-effect_unscaled = comparison.loc["pcgrad", "overall"] - comparison.loc["none", "overall"]
-print(f"PCGrad minus plain, unscaled: overall {effect_unscaled:+.3f}")
+for label, (plain, surgery) in {"unscaled": ("none", "pcgrad"), f"{scaled_task} x {scale:g}": (plain_run, pcgrad_run)}.items():
+    effect = {t: comparison.loc[surgery, t] - comparison.loc[plain, t] for t in ("sst", "para", "sts", "overall")}
+    print(f"PCGrad minus plain, {label}: " + ", ".join(f"{t} {d:+.3f}" for t, d in effect.items())
+          + f"; removed fraction {comparison.loc[surgery, 'removed fraction']:.3f}")
 
 # %% [markdown]
 # What to read in the table. The scaling multiplies the norm ratio by about `scale`. The removed fraction stays
