@@ -30,7 +30,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["embed_sentences", "pair_cosines", "best_threshold", "pair_features", "l2_normalize", "ProbeResult",
+__all__ = ["embed_sentences", "pair_cosines", "best_threshold", "CrossFitThreshold", "cross_fitted_threshold",
+           "pair_features", "l2_normalize", "ProbeResult",
            "linear_probe", "linear_probe_accuracy", "ridge_probe_pearson", "frozen_baselines", "PROBE_CS",
            "RIDGE_ALPHAS", "PROBE_DESCRIPTION"]
 
@@ -93,6 +94,53 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     else:
         threshold = 0.5 * (s[k - 1] + s[k])
     return float(threshold), float(correct[k] / len(s))
+
+
+@dataclass
+class CrossFitThreshold:
+    """A threshold tuned without looking at the examples it decides (:func:`cross_fitted_threshold`)."""
+    predictions: np.ndarray  # (N,) 0/1, each from the threshold fitted on the other folds
+    thresholds: list[float]  # one per fold: the threshold that decided that fold's examples
+    accuracy: float  # of ``predictions`` against the labels, over all N examples
+    folds: np.ndarray  # (N,) the fold of each example
+
+
+def cross_fitted_threshold(scores: np.ndarray, labels: np.ndarray, *, folds: int = 2,
+                           seed: int = 0) -> CrossFitThreshold:
+    """Cross-fitting: each example is decided by a threshold tuned (:func:`best_threshold`) on the *other* folds.
+
+    ``scores``: (N,) a score that rises with the positive class (a probability, a cosine, a logit); ``labels``:
+    (N,) 0/1. The N examples are split into ``folds`` seeded folds of (nearly) equal size; for each fold the
+    threshold best on the remaining examples decides it, so no example's own label chooses its threshold and
+    the accuracy is honest, as on a held-out set. With ``folds=2`` on a dev set: tune on one half, score the
+    other, and the other way round. Used in notebooks/10_experiments_and_error_analysis.ipynb to ask how much of
+    an ensemble's gain on a pair task a single model recovers with a threshold of its own.
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if scores.ndim != 1 or scores.shape != labels.shape:
+        raise ValueError(f"cross_fitted_threshold takes two 1-D arrays of the same length, got {scores.shape} and "
+                         f"{labels.shape}.")
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise ValueError("cross_fitted_threshold: labels must be 0/1 (a pair classification task).")
+    if not np.isfinite(scores).all():
+        raise ValueError("cross_fitted_threshold: scores must be finite.")
+    if int(folds) != folds or folds < 2:
+        raise ValueError(f"cross_fitted_threshold: folds must be an integer >= 2, got {folds!r}.")
+    if len(scores) < 2 * folds:
+        raise ValueError(f"cross_fitted_threshold: {len(scores)} examples are too few for {folds} folds "
+                         f"(at least two per fold).")
+    order = np.random.default_rng(seed).permutation(len(scores))
+    fold_of = np.empty(len(scores), dtype=np.int64)
+    fold_of[order] = np.arange(len(scores)) % folds  # (N,) sizes differ by at most one
+    predictions = np.empty(len(scores), dtype=np.float64)
+    thresholds = []
+    for k in range(folds):
+        held_out = fold_of == k
+        threshold, _ = best_threshold(scores[~held_out], labels[~held_out])
+        predictions[held_out] = (scores[held_out] >= threshold).astype(np.float64)
+        thresholds.append(threshold)
+    accuracy = float((predictions == labels).mean())
+    return CrossFitThreshold(predictions=predictions, thresholds=thresholds, accuracy=accuracy, folds=fold_of)
 
 
 def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "07_multitask_training": dict(train_limit=1000, eval_every=100),
         "08_layerwise_lr_decay": dict(train_limit=1000),
         "09_gradient_surgery": dict(train_limit=400),
-        "10_experiments_and_error_analysis": dict(train_limit=200),
+        "10_experiments_and_error_analysis": dict(train_limit=200, eval_every="epoch"),
     },
     "full": {
         "*": dict(train_limit=None, dev_limit=None, epochs=3, batch_size=32, max_length=128),
@@ -103,7 +103,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "08_layerwise_lr_decay": dict(train_limit=8544, epochs=3),
         "09_gradient_surgery": dict(train_limit=8000, epochs=1, telemetry_every=10),
         # the reports' own learning rates (tuned for full data) instead of the short-budget overrides
-        "10_experiments_and_error_analysis": dict(train_limit=6000, epochs=2, lr=None, head_lr=None),
+        "10_experiments_and_error_analysis": dict(train_limit=6000, epochs=2, lr=None, head_lr=None,
+                                                  eval_every="epoch"),
     },
 }
 
@@ -222,13 +223,18 @@ def profile_parameters(profile: str, notebook: str) -> dict:
 
 def kernel_environment(exercise_source: str | None = None) -> dict:
     """The environment notebook kernels run in: the inline matplotlib backend (MPLBACKEND unset, which the
-    Makefile sets to Agg for scripts) and widget callbacks that fail loudly. ``exercise_source`` sets
-    ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows (the committed outputs are
-    built with ``"solutions"``, see tools/build_notebooks.py)."""
+    Makefile sets to Agg for scripts), widget callbacks that fail loudly and OpenMP threads that sleep when idle.
+    ``exercise_source`` sets ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows
+    (the committed outputs are built with ``"solutions"``, see tools/build_notebooks.py)."""
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
     env["MTKIT_WIDGET_ERRORS"] = "raise"
     env.setdefault("PYTHONHASHSEED", "0")
+    # OpenMP threads that wait by sleeping, not spinning (GNU OpenMP's default spins for a while): on a machine
+    # whose cores are shared (other jobs, or a second notebook), spinning threads burn the cores the working
+    # threads need, and a step takes 2-3x longer, wall and CPU time alike. Read once, when torch loads OpenMP,
+    # so it must be in the kernel's environment. A value you set yourself is kept.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if exercise_source is not None:
         env["MTKIT_EXERCISE_SOURCE"] = exercise_source
     return env
