@@ -9,6 +9,7 @@ import torch
 from mtkit.eval.baselines import (
     PROBE_CS,
     best_threshold,
+    cross_fitted_threshold,
     embed_sentences,
     frozen_baselines,
     l2_normalize,
@@ -146,3 +147,48 @@ def test_l2_normalize():
     out = l2_normalize(x)
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
     assert out.dtype == np.float32
+
+
+def test_cross_fitted_threshold_uses_only_the_other_folds():
+    """Each fold is decided by the threshold best on the other folds, never by its own labels."""
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(size=101)
+    labels = (scores + rng.normal(scale=0.1, size=101) > 0.7).astype(int)  # the right threshold is near 0.7
+    fit = cross_fitted_threshold(scores, labels, folds=3, seed=1)
+    assert sorted(np.bincount(fit.folds)) == [33, 34, 34]
+    for k, threshold in enumerate(fit.thresholds):
+        others = fit.folds != k
+        assert threshold == best_threshold(scores[others], labels[others])[0]
+        assert np.array_equal(fit.predictions[~others], (scores[~others] >= threshold).astype(float))
+    assert fit.accuracy == pytest.approx((fit.predictions == labels).mean())
+    # a model whose 0.5 threshold is badly placed: cross-fitting moves it close to the right one
+    assert all(0.6 < t < 0.8 for t in fit.thresholds)
+    assert fit.accuracy > ((scores >= 0.5) == labels).mean() + 0.1
+    # honest: never better than the threshold tuned on all the examples at once
+    assert fit.accuracy <= best_threshold(scores, labels)[1]
+
+
+def test_cross_fitted_threshold_cannot_fit_noise():
+    """On labels unrelated to the scores, a threshold tuned on the same examples looks better than chance;
+    the cross-fitted one does not, on average."""
+    gaps = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        scores, labels = rng.normal(size=60), rng.integers(0, 2, size=60)
+        same_data = best_threshold(scores, labels)[1]
+        honest = cross_fitted_threshold(scores, labels, seed=seed).accuracy
+        gaps.append(same_data - honest)
+    assert np.mean(gaps) > 0.05
+
+
+def test_cross_fitted_threshold_checks_its_input():
+    with pytest.raises(ValueError, match="0/1"):
+        cross_fitted_threshold(np.arange(6.0), np.array([0, 1, 2, 0, 1, 0]))
+    with pytest.raises(ValueError, match="same length"):
+        cross_fitted_threshold(np.arange(6.0), np.zeros(5))
+    with pytest.raises(ValueError, match="folds"):
+        cross_fitted_threshold(np.arange(6.0), np.zeros(6), folds=1)
+    with pytest.raises(ValueError, match="too few"):
+        cross_fitted_threshold(np.arange(3.0), np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        cross_fitted_threshold(np.array([0.0, np.nan, 1.0, 2.0]), np.array([0, 1, 0, 1]))

@@ -129,3 +129,12 @@ def test_a_notebook_that_times_out_twice_says_which_cell_timed_out(tmp_path, mon
     [run] = nr.run_notebooks(tmp_path, only=["01"], log=lambda *_: None)
     assert run.status == "failed" and run.extra["retried"]
     assert run.error == "CellTimeoutError: A cell timed out while it was being executed, after 600 seconds."
+
+
+def test_kernels_wait_passively_unless_told_otherwise(monkeypatch):
+    """OpenMP threads that sleep when idle: spinning ones slowed the notebooks 2-3x on a shared CPU."""
+    from mtkit.teach.notebook_runner import kernel_environment
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert kernel_environment()["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert kernel_environment()["OMP_WAIT_POLICY"] == "ACTIVE"

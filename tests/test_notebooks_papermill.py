@@ -237,3 +237,21 @@ def test_a_hung_notebook_is_retried_once_and_a_failing_one_is_recorded(tmp_path,
     assert [r.status for r in runs] == ["ok", "failed", "ok"]
     assert runs[0].extra["retried"] and not runs[2].extra["retried"]
     assert "a real error in a cell" in runs[1].error
+
+
+def test_building_a_notebook_prints_no_kernel_warning(capfd):
+    """tools/build_notebooks.py executes with the runner's kernel manager: no "running over TCP without
+    encryption" warning (or any other line) from the kernel on stderr."""
+    import importlib.util
+
+    import nbformat
+    spec = importlib.util.spec_from_file_location("build_notebooks", REPO / "tools" / "build_notebooks.py")
+    build_notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_notebooks)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    executed = build_notebooks.execute(nb, timeout=120)
+    assert executed.cells[0].outputs[0]["text"].strip() == "42"
+    err = capfd.readouterr().err
+    assert "without encryption" not in err, err
+    assert not err.strip(), f"unexpected output on stderr while building: {err}"

@@ -205,3 +205,20 @@ def test_conflict_rate_is_plain_to_compute_from_the_frame():
     rate = frame[frame.block == "all"].groupby("step")["conflict"].mean()
     assert len(rate) == 3 and ((rate >= 0) & (rate <= 1)).all()
     assert not math.isnan(rate.iloc[0])
+
+
+def test_removed_fraction_and_norm_ratio_by_hand():
+    """Two blocks, three tasks: the norms come from the summed Gram matrix; an absent task is left out."""
+    telemetry = GradientTelemetry(TASKS, ["layers.0", "layers.1"])
+    g = torch.tensor([[3.0, 0.0], [0.0, 1.0], [-1.0, 1.0]])  # (K, 2): one coordinate per block
+    grams = torch.stack([torch.outer(g[:, b], g[:, b]) for b in range(2)])  # (B, K, K)
+    plain = g.sum(0).norm()
+    telemetry.record(1, grams, torch.tensor([True, True, True]), plain, plain * 0.75, plain * 0.25, torch.zeros(3))
+    telemetry.record(2, grams, torch.tensor([True, True, False]), torch.tensor(0.0), torch.tensor(0.0),
+                     torch.tensor(0.0), torch.zeros(3))
+    telemetry.record(3, grams, torch.tensor([True, False, False]), plain, plain, torch.tensor(0.0), torch.zeros(3))
+    fraction, ratio = telemetry.removed_fraction(), telemetry.norm_ratio()
+    assert fraction[0] == pytest.approx(0.25) and math.isnan(fraction[1]) and fraction[2] == 0.0
+    assert ratio[0] == pytest.approx(3.0 / 1.0)  # |g_sst| = 3, |g_para| = 1, |g_sts| = sqrt(2)
+    assert ratio[1] == pytest.approx(3.0)  # sts absent
+    assert math.isnan(ratio[2])  # one task: no ratio

@@ -112,12 +112,15 @@ def build(source: Path) -> nbformat.NotebookNode:
 def execute(nb: nbformat.NotebookNode, timeout: int = 900) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
 
-    from mtkit.teach.notebook_runner import kernel_environment
+    from mtkit.teach.kernels import kernel_environment, kernel_manager_class
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(kernel_environment(exercise_source="solutions"))
     try:
+        # the runner's kernel manager: IPC sockets in a private folder (no unencrypted TCP for ipykernel to warn
+        # about, no port races), the same kernels `make demo` and the tests start
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                                kernel_manager_class=kernel_manager_class(),
                                 resources={"metadata": {"path": str(TARGET)}})
         try:
             client.execute()

@@ -37,7 +37,8 @@ from mtkit.model.bert import BertModel
 from mtkit.model.pooling import pool
 from mtkit.model.tokenizer import Tokenizer
 
-__all__ = ["embed_sentences", "pair_cosines", "best_threshold", "pair_features", "l2_normalize", "ProbeResult",
+__all__ = ["embed_sentences", "pair_cosines", "best_threshold", "CrossFitThreshold", "cross_fitted_threshold",
+           "pair_features", "l2_normalize", "ProbeResult",
            "linear_probe", "linear_probe_accuracy", "ridge_probe_pearson", "frozen_baselines", "PROBE_CS",
            "RIDGE_ALPHAS", "PROBE_DESCRIPTION"]
 
@@ -101,6 +102,53 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     return float(threshold), float(correct[k] / len(s))
 
 
+@dataclass
+class CrossFitThreshold:
+    """A threshold tuned without looking at the examples it decides (:func:`cross_fitted_threshold`)."""
+    predictions: np.ndarray  # (N,) 0/1, each from the threshold fitted on the other folds
+    thresholds: list[float]  # one per fold: the threshold that decided that fold's examples
+    accuracy: float  # of ``predictions`` against the labels, over all N examples
+    folds: np.ndarray  # (N,) the fold of each example
+
+
+def cross_fitted_threshold(scores: np.ndarray, labels: np.ndarray, *, folds: int = 2,
+                           seed: int = 0) -> CrossFitThreshold:
+    """Cross-fitting: each example is decided by a threshold tuned (:func:`best_threshold`) on the *other* folds.
+
+    ``scores``: (N,) a score that rises with the positive class (a probability, a cosine, a logit); ``labels``:
+    (N,) 0/1. The N examples are split into ``folds`` seeded folds of (nearly) equal size; for each fold the
+    threshold best on the remaining examples decides it, so no example's own label chooses its threshold and
+    the accuracy is honest, as on a held-out set. With ``folds=2`` on a dev set: tune on one half, score the
+    other, and the other way round. Used in notebooks/10_experiments_and_error_analysis.ipynb to ask how much of
+    an ensemble's gain on a pair task a single model recovers with a threshold of its own.
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if scores.ndim != 1 or scores.shape != labels.shape:
+        raise ValueError(f"cross_fitted_threshold takes two 1-D arrays of the same length, got {scores.shape} and "
+                         f"{labels.shape}.")
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise ValueError("cross_fitted_threshold: labels must be 0/1 (a pair classification task).")
+    if not np.isfinite(scores).all():
+        raise ValueError("cross_fitted_threshold: scores must be finite.")
+    if int(folds) != folds or folds < 2:
+        raise ValueError(f"cross_fitted_threshold: folds must be an integer >= 2, got {folds!r}.")
+    if len(scores) < 2 * folds:
+        raise ValueError(f"cross_fitted_threshold: {len(scores)} examples are too few for {folds} folds "
+                         f"(at least two per fold).")
+    order = np.random.default_rng(seed).permutation(len(scores))
+    fold_of = np.empty(len(scores), dtype=np.int64)
+    fold_of[order] = np.arange(len(scores)) % folds  # (N,) sizes differ by at most one
+    predictions = np.empty(len(scores), dtype=np.float64)
+    thresholds = []
+    for k in range(folds):
+        held_out = fold_of == k
+        threshold, _ = best_threshold(scores[~held_out], labels[~held_out])
+        predictions[held_out] = (scores[held_out] >= threshold).astype(np.float64)
+        thresholds.append(threshold)
+    accuracy = float((predictions == labels).mean())
+    return CrossFitThreshold(predictions=predictions, thresholds=thresholds, accuracy=accuracy, folds=fold_of)
+
+
 def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """[u; v; |u - v|; u * v]: (N, H), (N, H) -> (N, 4H)."""
     return np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
@@ -126,11 +174,11 @@ class ProbeResult:
 def _logistic(C: float, standardize: bool, seed: int):
     from sklearn.linear_model import (
         LogisticRegression,  # imported here: scikit-learn is heavy and only this function needs it
-    )
+    )  # imported here: scikit-learn is heavy and only this function needs it
     from sklearn.pipeline import make_pipeline  # imported here: scikit-learn is heavy and only this function needs it
     from sklearn.preprocessing import (
         StandardScaler,  # imported here: scikit-learn is heavy and only this function needs it
-    )
+    )  # imported here: scikit-learn is heavy and only this function needs it
     steps = [StandardScaler()] if standardize else []
     return make_pipeline(*steps, LogisticRegression(C=C, max_iter=5000, random_state=seed))
 
@@ -149,7 +197,7 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_
     """
     from sklearn.model_selection import (
         train_test_split,  # imported here: scikit-learn is heavy and only this function needs it
-    )
+    )  # imported here: scikit-learn is heavy and only this function needs it
     x_train, x_dev = np.asarray(x_train), np.asarray(x_dev)
     y_train, y_dev = np.asarray(y_train).astype(int), np.asarray(y_dev).astype(int)
     if not 0.0 < holdout < 1.0:
@@ -184,7 +232,7 @@ def ridge_probe_pearson(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndar
     from sklearn.pipeline import make_pipeline  # imported here: scikit-learn is heavy and only this function needs it
     from sklearn.preprocessing import (
         StandardScaler,  # imported here: scikit-learn is heavy and only this function needs it
-    )
+    )  # imported here: scikit-learn is heavy and only this function needs it
 
     probe = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
     probe.fit(x_train, np.asarray(y_train, dtype=np.float64))

@@ -105,7 +105,7 @@ def confusion_matrix(preds, labels, num_labels: int | None = None) -> np.ndarray
     """Counts, rows = true class, columns = predicted class (scikit-learn's convention), classes 0..K-1."""
     from sklearn.metrics import (
         confusion_matrix as sk_confusion,  # imported here: scikit-learn is heavy and only this function needs it
-    )
+    )  # imported here: scikit-learn is heavy and only this function needs it
     p, y = _pair(preds, labels)
     k = num_labels if num_labels is not None else int(max(p.max(), y.max())) + 1
     return sk_confusion(y, p, labels=list(range(k)))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,29 @@ class GradientTelemetry:
         })
         frame["block"] = pd.Categorical(frame["block"], categories=block_labels, ordered=True)
         return frame
+
+    # ---- per-step summaries -----------------------------------------------------------------------------------
+    def removed_fraction(self) -> np.ndarray:
+        """(S,) per recorded step: |plain - update| / |plain|, the share of the plain combination's norm that
+        surgery took away (0 without surgery; NaN where the plain combination is 0). A small number means the
+        surgery barely changed the step."""
+        norms = self.arrays()["norms"].astype(np.float64)  # (S, 3): plain, update, removed
+        plain, removed = norms[:, 0], norms[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(plain > 0, removed / np.where(plain > 0, plain, 1.0), np.nan)
+
+    def norm_ratio(self) -> np.ndarray:
+        """(S,) per recorded step: the largest task-gradient norm over the smallest (over all shared parameters,
+        among the tasks with a non-zero gradient that step; NaN with fewer than two). Large: one task dominates
+        the summed step, the "magnitude conflict" of Mueller et al. (2022)."""
+        a = self.arrays()
+        sq = np.clip(np.diagonal(a["grams"].sum(axis=1), axis1=1, axis2=2), 0, None).astype(np.float64)  # (S, K)
+        norms = np.where(a["present"] & (sq > 0), np.sqrt(sq), np.nan)  # (S, K)
+        counts = np.sum(np.isfinite(norms), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN, as documented
+            ratio = np.nanmax(norms, axis=1) / np.nanmin(norms, axis=1)
+        return np.where(counts >= 2, ratio, np.nan)
 
     # ---- persistence ---------------------------------------------------------------------------------------------
     def _header(self) -> dict:

@@ -13,13 +13,18 @@ __all__ = ['kernel_environment', 'KNOWN_KERNEL_LOG_LINES', 'kernel_manager_class
 
 def kernel_environment(exercise_source: str | None = None) -> dict:
     """The environment notebook kernels run in: the inline matplotlib backend (MPLBACKEND unset, which the
-    Makefile sets to Agg for scripts) and widget callbacks that fail loudly. ``exercise_source`` sets
-    ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows (the committed outputs are
-    built with ``"solutions"``, see tools/build_notebooks.py)."""
+    Makefile sets to Agg for scripts), widget callbacks that fail loudly and OpenMP threads that sleep when idle.
+    ``exercise_source`` sets ``$MTKIT_EXERCISE_SOURCE``, which a notebook's ``exercise_source = None`` follows
+    (the committed outputs are built with ``"solutions"``, see tools/build_notebooks.py)."""
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
     env["MTKIT_WIDGET_ERRORS"] = "raise"
     env.setdefault("PYTHONHASHSEED", "0")
+    # OpenMP threads that wait by sleeping, not spinning (GNU OpenMP's default spins for a while): on a machine
+    # whose cores are shared (other jobs, or a second notebook), spinning threads burn the cores the working
+    # threads need, and a step takes 2-3x longer, wall and CPU time alike. Read once, when torch loads OpenMP,
+    # so it must be in the kernel's environment. A value you set yourself is kept.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if exercise_source is not None:
         env["MTKIT_EXERCISE_SOURCE"] = exercise_source
     return env

@@ -99,7 +99,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "07_multitask_training": dict(train_limit=1000, eval_every=100),
         "08_layerwise_lr_decay": dict(train_limit=1000),
         "09_gradient_surgery": dict(train_limit=400),
-        "10_experiments_and_error_analysis": dict(train_limit=200),
+        "10_experiments_and_error_analysis": dict(train_limit=200, eval_every="epoch"),
     },
     "full": {
         "*": dict(train_limit=None, dev_limit=None, epochs=3, batch_size=32, max_length=128),
@@ -110,7 +110,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "08_layerwise_lr_decay": dict(train_limit=8544, epochs=3),
         "09_gradient_surgery": dict(train_limit=8000, epochs=1, telemetry_every=10),
         # the reports' own learning rates (tuned for full data) instead of the short-budget overrides
-        "10_experiments_and_error_analysis": dict(train_limit=6000, epochs=2, lr=None, head_lr=None),
+        "10_experiments_and_error_analysis": dict(train_limit=6000, epochs=2, lr=None, head_lr=None,
+                                                  eval_every="epoch"),
     },
 }
 

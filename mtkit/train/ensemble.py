@@ -46,6 +46,16 @@ class Member:
         specs = {s["name"]: TaskSpec.from_dict(s) for s in meta["tasks"]}
         return cls(path=folder, model=model, config=config, specs=specs, tokenizer=tokenizer)
 
+    @classmethod
+    def from_trainer(cls, trainer) -> Member:
+        """The model a :class:`mtkit.train.trainer.Trainer` has just trained, without building it again from disk:
+        the selected (best) weights are loaded into ``trainer.model``, which the member then shares (not a copy).
+        The same member as ``Member.load(result.best_checkpoint)``, minus rebuilding the encoder."""
+        trainer.load_best()
+        specs = {name: data.spec for name, data in trainer.tasks.items()}
+        return cls(path=Path(trainer.best_store.latest()), model=trainer.model, config=trainer.config, specs=specs,
+                   tokenizer=trainer.tokenizer)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -21,13 +21,15 @@
 device = None          # None: the GPU if there is one, else the CPU
 data_dir = None        # None: $MTKIT_DATA, ./data, else the demo set; "demo"; or a folder with the CS224N files
 encoder = None         # None: all-MiniLM-L6-v2; or a Hugging Face BERT folder (the reports used bert-base-uncased)
-train_limit = 96       # training examples per task for every run (None: all)
+train_limit = 64       # training examples per task for every run (None: all)
 dev_limit = None       # dev examples per task (None: all)
 epochs = 2             # per run (a two-stage run needs at least 2: heads first, then everything)
 batch_size = 16        # overrides the reports' batch sizes, so that every run gets the same budget
 lr = 5e-5              # overrides the reports' encoder lr (1e-5 to 1e-4, tuned for 10 epochs of full data); None: theirs
 head_lr = 1e-3         # the fresh heads' lr in every run; None: the reports' (the same as lr)
 max_length = 64
+eval_every = 1000      # evaluate every N optimizer steps and after the last one: with a few dozen steps, once, at
+                       # the end; "epoch": after every epoch, so that report A's all-improve rule has a choice
 seed = 0
 results_dir = None
 reports = ["a", "b", "c", "d", "e"]
@@ -64,7 +66,8 @@ examples_dir = find_root() / "examples"
 # Each report is a YAML file of `TrainConfig` fields; here we read them and override only the budget (data,
 # subset sizes, epochs, batch size, and the learning rates: the reports' rates were tuned for ten epochs of the
 # full data and barely move a model in a few dozen steps), so that what differs between runs is what the
-# reports chose.
+# reports chose. At the default budget each run is evaluated once, after its last step (`eval_every`), so the
+# selection rules have nothing to choose between; `make reproduce` evaluates after every epoch.
 
 # %%
 def load_report(letter):
@@ -77,7 +80,7 @@ def load_report(letter):
         rates["head_lr"] = head_lr
     return config.replace(**rates, encoder=encoder, data_dir=str(source.path), train_limit=train_limit, dev_limit=dev_limit,
                           epochs=run_epochs, batch_size=batch_size, max_length=max_length, seed=seed,
-                          device=str(device), telemetry_every=0, write_predictions=False, eval_every="epoch",
+                          device=str(device), telemetry_every=0, write_predictions=False, eval_every=eval_every,
                           progress=progress, output_dir=str(workdir / f"report_{letter}"))
 
 configs = {f"report {letter.upper()}": load_report(letter) for letter in reports}
@@ -159,9 +162,12 @@ from mtkit.eval.metrics import evaluate_task, overall_score
 
 dev = {t: load_split(default_task(t), source.path, "dev")[0] for t in ("sst", "para", "sts")}
 dev = {t: (ex[:dev_limit] if dev_limit else ex) for t, ex in dev.items()}  # the dev examples the runs were scored on
-members = {name: Member.load(result.best_checkpoint, device=device) for name, (_, result) in trained.items()}
+# the trained models themselves, their selected weights loaded (Member.load(result.best_checkpoint) reads the
+# same from disk: the way to ensemble runs of earlier sessions, as `mtkit evaluate run_a run_b` does)
+members = {name: Member.from_trainer(trainer) for name, (trainer, _) in trained.items()}
 ensemble = Ensemble(list(members.values()))
-preds = {t: ensemble.predict_examples(t, dev[t]) for t in dev}
+outputs = {t: ensemble.member_outputs(t, dev[t]) for t in dev}  # one pass per member and task, reused below
+preds = {t: ensemble.average(t, outputs[t]) for t in dev}
 gold = {t: np.array([ex.label for ex in dev[t]], dtype=float) for t in dev}
 ensemble_scores = {t: evaluate_task(t, preds[t], gold[t])["score"] for t in dev}
 ensemble_overall = overall_score(ensemble_scores["sst"], ensemble_scores["para"], ensemble_scores["sts"])
@@ -174,7 +180,7 @@ print(f"best single run ({best_single}): overall {table.loc[best_single, 'overal
 # An ensemble helps most when its members make *different* mistakes. How often do the runs agree on SST?
 
 # %% tags=["nbval-ignore-output"]
-sst_preds = {name: Ensemble([m]).predict_examples("sst", dev["sst"]) for name, m in members.items()}
+sst_preds = {name: Ensemble([m]).average("sst", [out]) for (name, m), out in zip(members.items(), outputs["sst"])}
 names = list(sst_preds)
 agreement = pd.DataFrame([[float(np.mean(sst_preds[a] == sst_preds[b])) for b in names] for a in names],
                          index=names, columns=names)
@@ -183,6 +189,70 @@ sns.heatmap(agreement, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax
             cbar_kws={"label": "share of dev sentences with the same prediction"})
 ax.set(title="SST: how often two runs predict the same class")
 plt.show()
+
+# %% [markdown]
+# ## Disagreement or threshold?
+#
+# "Members that make different mistakes" is one explanation of an ensemble's gain; a second, duller one is the
+# *threshold*. A paraphrase head decides at its own threshold (logit 0, probability 0.5, the middle of a cosine
+# range), and after a few dozen steps that threshold is often badly placed: one run calls almost every pair a
+# paraphrase, another almost none. Averaging the members' probabilities moves the decision point too, which can
+# look like a gain from disagreement. To tell the two apart, give every single run, and the ensemble, a
+# threshold of its own, tuned without looking at the examples it decides:
+# `mtkit.eval.baselines.cross_fitted_threshold` splits the dev pairs into two halves, tunes the threshold on one
+# half, decides the other with it, and the other way round. No dev label chooses its own threshold, so the
+# accuracy is honest. (The runs' dev outputs are reused: no model runs again.)
+
+# %% tags=["nbval-ignore-output"]
+from mtkit.eval.baselines import cross_fitted_threshold
+
+# each run alone, scored from the outputs computed above: the same numbers as the comparison table
+member_scores = {name: {t: evaluate_task(t, Ensemble([m]).average(t, [outputs[t][i]]), gold[t])["score"] for t in dev}
+                 for i, (name, m) in enumerate(members.items())}
+member_scores["ensemble"] = ensemble_scores
+probability = dict(zip(members, ensemble.probabilities("para", outputs["para"])))  # (N,) P(paraphrase) per run
+probability["ensemble"] = np.mean(list(probability.values()), axis=0)  # the heads differ: the ensemble averages these
+rows = []
+for name, p in probability.items():
+    scores = member_scores[name]
+    tuned = cross_fitted_threshold(p, gold["para"], folds=2, seed=seed)
+    rows.append({"model": name, "para: own threshold": scores["para"], "para: tuned threshold": tuned.accuracy,
+                 "thresholds (two halves)": " / ".join(f"{t:.2f}" for t in tuned.thresholds),
+                 "predicts 'paraphrase'": float(np.mean(p > 0.5)),
+                 "overall": overall_score(scores["sst"], scores["para"], scores["sts"]),
+                 "overall, tuned threshold": overall_score(scores["sst"], tuned.accuracy, scores["sts"])})
+thresholds = pd.DataFrame(rows).set_index("model")
+print(f"share of paraphrases among the dev pairs: {gold['para'].mean():.3f}")
+display(thresholds.round(3))
+
+runs_only = thresholds.drop(index="ensemble")
+best = runs_only["overall"].idxmax()
+best_tuned = runs_only["overall, tuned threshold"].idxmax()
+gain = thresholds.loc["ensemble", "overall"] - runs_only.loc[best, "overall"]
+print(f"ensemble {thresholds.loc['ensemble', 'overall']:.3f} against the best run ({best}) {runs_only.loc[best, 'overall']:.3f}: "
+      f"a gain of {gain:+.3f} overall")
+print(f"the best run with a tuned threshold ({best_tuned}): {runs_only.loc[best_tuned, 'overall, tuned threshold']:.3f} "
+      f"({runs_only.loc[best_tuned, 'overall, tuned threshold'] - runs_only.loc[best, 'overall']:+.3f} against the best run as it is)")
+print(f"the ensemble with a tuned threshold: {thresholds.loc['ensemble', 'overall, tuned threshold']:.3f} "
+      f"({thresholds.loc['ensemble', 'overall, tuned threshold'] - runs_only.loc[best_tuned, 'overall, tuned threshold']:+.3f} "
+      f"against the best tuned run: what averaging adds once every model has a good threshold)")
+print("paraphrase accuracy gained by tuning the threshold, per run: "
+      + ", ".join(f"{n} {r['para: tuned threshold'] - r['para: own threshold']:+.3f}" for n, r in runs_only.iterrows()))
+
+# %% [markdown]
+# Read the table row by row. A run whose "predicts 'paraphrase'" share is far from the data's share of
+# paraphrases (the first line) has a misplaced threshold. Here reports A, C and D call under 2 % of the pairs
+# paraphrases, report B calls too many, and a tuned threshold alone adds 0.12 to 0.22 to each of their paraphrase
+# accuracies (the last line); only report E's scores hold too little to tune (its two halves disagree on the
+# threshold). Averaging moves the ensemble's decision point too, and its paraphrase accuracy beats most of its
+# members' as they are: that is the gain
+# an earlier version of this notebook credited to disagreement (0.753 against a best run of 0.654, when report
+# B's cosine head lacked its range and called every pair a paraphrase). Compare the ensemble with the *tuned*
+# runs instead: the difference between its tuned overall and the best tuned run's is what averaging adds on top
+# of a good threshold, and at this budget it is negative: the weak members pull the average down. The ensemble
+# does not beat its best member at all here. On SST (five classes, an argmax) and STS (a correlation, blind to
+# any shift or scale) there is no threshold to tune, so there the ensemble's numbers compare directly with the
+# runs'.
 
 # %% [markdown]
 # ## Error analysis: the hard cases
@@ -232,15 +302,21 @@ with pd.option_context("display.max_colwidth", 60):
 # %%
 metrics = {"runs": len(table), "best_run": best_single, "best_overall": float(table["overall"].max()),
            "ensemble_overall": ensemble_overall,
+           "best_tuned_threshold_overall": float(runs_only["overall, tuned threshold"].max()),
+           "ensemble_tuned_threshold_overall": float(thresholds.loc["ensemble", "overall, tuned threshold"]),
            **{f"overall_{name.split()[-1].lower()}": float(v) for name, v in table["overall"].items()}}
 path = save_results("10_experiments_and_error_analysis", metrics, results_dir, data=source.kind, device=str(device))
 shutil.rmtree(workdir, ignore_errors=True)
 print(f"wrote {path.name}")
 
 # %%
-"""Sanity checks: every report's config ran and was scored on all three tasks."""
+"""Sanity checks: every report's config ran and was scored on all three tasks; the threshold analysis read the
+same outputs as the runs and the ensemble."""
 assert len(table) == len(reports) and table[["sst", "para", "sts"]].notna().all().all()
 assert 0.0 < ensemble_overall <= 1.0
+# the runs' scores from the reused outputs are the trainer's own; the ensemble decides on the averaged probability
+assert all(abs(member_scores[n][t] - table.loc[n, t]) < 1e-6 for n in table.index for t in ("sst", "para", "sts"))
+assert np.array_equal(probability["ensemble"] > 0.5, preds["para"] > 0.5)
 
 # %% [markdown]
 # ## Summary
@@ -249,7 +325,9 @@ assert 0.0 < ensemble_overall <= 1.0
 #   makes them comparable.
 # - At a small budget the differences between set-ups are mostly noise; the reports' own numbers come from full
 #   data and many epochs. The kit's `make reproduce` runs this notebook at that scale on a GPU.
-# - Ensembles average outputs before deciding; they help when members disagree.
+# - Ensembles average outputs before deciding. Before crediting a gain to members that disagree, give each
+#   single model a threshold of its own (tuned without dev leakage, e.g. cross-fitted on two halves of dev):
+#   a misplaced decision threshold explains much of what averaging seems to add on a pair task.
 # - Error analysis turns a score into hypotheses: confusion matrices, wrong paraphrase pairs, the largest STS
 #   errors.
 #
