@@ -73,6 +73,7 @@ def test_an_unknown_name_says_what_is_known():
     with pytest.raises(ValueError, match="Did you mean 'cosent'") as err:
         mtkit.make_loss("cosnt")
     assert "bucketed_cross_entropy" in str(err.value)
+    assert "cosnt" not in mtkit.LOSS_REGISTRY and "cosent" in mtkit.LOSS_REGISTRY
     with pytest.raises(ValueError, match="registered already"):
         mtkit.LOSS_REGISTRY.register("cosent", ToyL1Loss)
 

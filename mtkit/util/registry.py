@@ -71,6 +71,9 @@ class Registry(Mapping):
     def __getitem__(self, name: str) -> Callable:
         return self._entries[self.check(name)]
 
+    def __contains__(self, name) -> bool:  # Mapping's default would go through __getitem__, which raises
+        return name in self._entries
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
