@@ -7,6 +7,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from queue import Empty
+from time import monotonic
 
 __all__ = ['kernel_environment', 'KNOWN_KERNEL_LOG_LINES', 'kernel_manager_class', 'unexpected_kernel_log']
 
@@ -52,13 +54,14 @@ def kernel_manager_class(kernel_log: str | Path | None = None):
 
     import zmq  # imported here: the kernel's transport, needed only when a kernel runs
     from jupyter_client import AsyncKernelManager  # imported here: Jupyter is needed only when a kernel runs
-    from traitlets import CaselessStrEnum, default  # imported here: Jupyter is needed only when a kernel runs
+    from traitlets import CaselessStrEnum, Type, default  # imported here: Jupyter is needed only when a kernel runs
 
     ipc = zmq.has("ipc")
     curve = not ipc and zmq.has("curve") and "transport_encryption" in AsyncKernelManager.class_trait_names()
 
     class RunnerKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc" if ipc else "tcp", config=True)
+        client_factory = Type(sliced_wait_client_class(), config=True)
         _socket_dir = None
         _log_handle = None
 
@@ -96,6 +99,43 @@ def kernel_manager_class(kernel_log: str | Path | None = None):
         cleanup_resources = _async_cleanup_resources
 
     return RunnerKernelManager
+
+
+# The longest one wait for a kernel message lasts before the socket is looked at again (seconds).
+WAIT_SLICE_S = 1.0
+
+
+def sliced_wait_client_class():
+    """A kernel client whose waits for a message look at the socket again every ``WAIT_SLICE_S`` seconds.
+
+    nbclient waits for a cell's reply with one ``poll`` as long as the cell's timeout (and for its output with no
+    timeout at all). In the runner a notebook sometimes sat idle, the kernel done and the reply already on the
+    socket, until that long poll timed out and found it (seen on notebook 09's first widget cell: 120 s, the small
+    profile's cell timeout, then the notebook went on). A wake-up the asyncio poller missed costs one slice here,
+    not a whole cell timeout; a wait still ends with ``Empty`` at its own deadline, as before.
+    """
+    from jupyter_client.asynchronous import AsyncKernelClient  # imported here: Jupyter only when a kernel runs
+    from jupyter_client.channels import AsyncZMQSocketChannel  # imported here: Jupyter only when a kernel runs
+    from traitlets import Type  # imported here: Jupyter is needed only when a kernel runs
+
+    class SlicedWaitChannel(AsyncZMQSocketChannel):
+        async def get_msg(self, timeout: float | None = None) -> dict:
+            deadline = None if timeout is None else monotonic() + timeout
+            while True:
+                left = WAIT_SLICE_S if deadline is None else max(0.0, deadline - monotonic())
+                try:
+                    return await super().get_msg(timeout=min(WAIT_SLICE_S, left))
+                except Empty:
+                    if deadline is not None and monotonic() >= deadline:
+                        raise
+
+    class SlicedWaitClient(AsyncKernelClient):
+        shell_channel_class = Type(SlicedWaitChannel)
+        iopub_channel_class = Type(SlicedWaitChannel)
+        stdin_channel_class = Type(SlicedWaitChannel)
+        control_channel_class = Type(SlicedWaitChannel)
+
+    return SlicedWaitClient
 
 
 def _children_cpu_seconds() -> float | None:
