@@ -119,3 +119,11 @@ class _Checker:
         if not isinstance(value, dict):
             raise self.fail(key, f"expected a mapping of option names to values, got {value!r}")
         return dict(value)
+
+    def options(self, key: str, value, allowed) -> dict:
+        """A mapping whose keys must all be in ``allowed`` (an unknown one is named, with a "did you mean")."""
+        options = self.mapping(key, value)
+        for name in options:
+            if name not in allowed:
+                raise ConfigError(_unknown_key_message(name, list(allowed), f"{self.prefix}{key}: ", self.source))
+        return options

@@ -161,21 +161,15 @@ class TrainConfig:
             except (ValueError, TypeError) as err:
                 raise c.fail("schedule_options", str(err).rstrip(".")) from None
         self.surgery = c.choice("surgery", self.surgery, SURGERIES)
-        self.surgery_options = c.mapping("surgery_options", self.surgery_options)
-        allowed = ("main_task", "aux_weight", "reduction")
-        for key in self.surgery_options:
-            if key not in allowed:
-                raise ConfigError(_unknown_key_message(key, list(allowed), "surgery_options: ", src))
+        self.surgery_options = c.options("surgery_options", self.surgery_options,
+                                         ("main_task", "aux_weight", "reduction"))
         if "reduction" in self.surgery_options:
             c.choice("surgery_options.reduction", self.surgery_options["reduction"], ("sum", "mean"))
         if "aux_weight" in self.surgery_options:
             self.surgery_options["aux_weight"] = c.number("surgery_options.aux_weight",
                                                           self.surgery_options["aux_weight"], 0.0)
         names = [t.name for t in self.tasks]
-        self.loss_weights = c.mapping("loss_weights", self.loss_weights)
-        for key in self.loss_weights:
-            if key not in ("main_task", "aux_weight"):
-                raise ConfigError(_unknown_key_message(key, ["main_task", "aux_weight"], "loss_weights: ", src))
+        self.loss_weights = c.options("loss_weights", self.loss_weights, ("main_task", "aux_weight"))
         if self.loss_weights:
             if self.loss_weights.get("main_task") not in names:
                 raise c.fail("loss_weights.main_task", f"must be one of the tasks {names}, got "
@@ -195,11 +189,8 @@ class TrainConfig:
                 raise c.fail("surgery", "'main_aux' needs at least one auxiliary task besides the main task")
         self.telemetry_every = c.integer("telemetry_every", self.telemetry_every, minimum=0)
         self.fine_tune_mode = c.choice("fine_tune_mode", self.fine_tune_mode, FINE_TUNE_MODES)
-        self.fine_tune_options = c.mapping("fine_tune_options", self.fine_tune_options)
-        allowed = ("stage1_epochs", "stage1_lr")
-        for key in self.fine_tune_options:
-            if key not in allowed:
-                raise ConfigError(_unknown_key_message(key, list(allowed), "fine_tune_options: ", src))
+        self.fine_tune_options = c.options("fine_tune_options", self.fine_tune_options,
+                                           ("stage1_epochs", "stage1_lr"))
         if self.fine_tune_options and self.fine_tune_mode != "two-stage":
             raise c.fail("fine_tune_options", f"these options are for fine_tune_mode 'two-stage', not "
                                               f"{self.fine_tune_mode!r}")
@@ -214,11 +205,8 @@ class TrainConfig:
         self.llrd_decay = c.number("llrd_decay", self.llrd_decay, 0.0, 1.0, none_ok=True, strict_min=True)
         self.weight_decay = c.number("weight_decay", self.weight_decay, 0.0)
         self.optimizer = c.choice("optimizer", self.optimizer, OPTIMIZERS)
-        self.optimizer_options = c.mapping("optimizer_options", self.optimizer_options)
-        allowed = ("betas", "eps", "correct_bias")
-        for key in self.optimizer_options:
-            if key not in allowed:
-                raise ConfigError(_unknown_key_message(key, list(allowed), "optimizer_options: ", src))
+        self.optimizer_options = c.options("optimizer_options", self.optimizer_options,
+                                           ("betas", "eps", "correct_bias"))
         self.scheduler = c.string("scheduler", self.scheduler)
         schedulers = scheduler_names()
         if schedulers is not None:
